@@ -1,0 +1,69 @@
+//! The catalogue of deliberately broken protocol variants.
+//!
+//! Each variant names one mistake that real implementations have made. The switch that turns a
+//! bug on exists only when the crate is built with the `seeded-bugs` feature, which no shipped
+//! binary enables; the model checker's tests enable it to show that every bug is caught with a
+//! counterexample (see `proofs/BUGS.md`).
+
+use serde::{Deserialize, Serialize};
+
+/// A seeded protocol bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SeededBug {
+    /// Quorums of n/2 instead of a majority: two quorums need not intersect.
+    QuorumHalf,
+    /// An acceptor accepts a ballot lower than the one it promised.
+    AcceptLowerBallot,
+    /// A new leader ignores the values reported in promises and proposes its own.
+    IgnorePromisedValues,
+    /// A new leader fills gaps with its own client requests instead of re-proposing the highest
+    /// accepted value (it takes the lowest-ballot value instead of the highest).
+    AdoptLowestBallot,
+    /// An acceptor replies to a prepare before its promise is in durable storage.
+    PromiseNotPersisted,
+    /// An acceptor replies to an accept before the accepted value is in durable storage.
+    AcceptNotPersisted,
+    /// The session table is not consulted on execution, so a retried request runs twice.
+    SessionNotConsulted,
+    /// The leader replies to a client as soon as it proposes, before the request is decided
+    /// and executed.
+    ReplyBeforeExecute,
+    /// A new leader leaves gaps in the log empty instead of filling them with no-ops, and
+    /// executes past them.
+    GapsNotFilled,
+}
+
+impl SeededBug {
+    /// Every seeded bug, in catalogue order.
+    pub const ALL: &'static [SeededBug] = &[
+        SeededBug::QuorumHalf,
+        SeededBug::AcceptLowerBallot,
+        SeededBug::IgnorePromisedValues,
+        SeededBug::AdoptLowestBallot,
+        SeededBug::PromiseNotPersisted,
+        SeededBug::AcceptNotPersisted,
+        SeededBug::SessionNotConsulted,
+        SeededBug::ReplyBeforeExecute,
+        SeededBug::GapsNotFilled,
+    ];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SeededBug::QuorumHalf => "quorum-half",
+            SeededBug::AcceptLowerBallot => "accept-lower-ballot",
+            SeededBug::IgnorePromisedValues => "ignore-promised-values",
+            SeededBug::AdoptLowestBallot => "adopt-lowest-ballot",
+            SeededBug::PromiseNotPersisted => "promise-not-persisted",
+            SeededBug::AcceptNotPersisted => "accept-not-persisted",
+            SeededBug::SessionNotConsulted => "session-not-consulted",
+            SeededBug::ReplyBeforeExecute => "reply-before-execute",
+            SeededBug::GapsNotFilled => "gaps-not-filled",
+        }
+    }
+
+    /// The bug with the given command-line name.
+    pub fn from_name(name: &str) -> Option<SeededBug> {
+        Self::ALL.iter().copied().find(|bug| bug.name() == name)
+    }
+}

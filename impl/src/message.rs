@@ -1,0 +1,97 @@
+//! Every message the replicas and clients exchange. One enum, because a stateright actor system
+//! has one message type; the variants are grouped by the protocol part they belong to.
+
+use crate::ballot::Ballot;
+use serde::{Deserialize, Serialize};
+use spec::{Command, Output, Request, RequestNumber, Slot};
+
+/// An accepted value as an acceptor reports it in a promise: the slot, the ballot in which it
+/// was accepted, and the command.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AcceptedEntry {
+    pub slot: Slot,
+    pub ballot: Ballot,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Msg {
+    // --- Clients and replicas. ---
+    /// A client asks the service to execute a request (retries reuse the request number); or
+    /// a replica that does not lead forwards a client's request to the leader it knows.
+    Request(Request),
+    /// The answer to request `number` of the receiving client, applied at `slot`.
+    Reply {
+        number: RequestNumber,
+        slot: Slot,
+        output: Output,
+    },
+
+    // --- Phase 1: a candidate asks for promises (Paxos Made Simple, section 2.2). ---
+    /// Phase 1a for every slot from `from` on: promise to ignore ballots below `ballot`.
+    Prepare { ballot: Ballot, from: Slot },
+    /// Phase 1b: the promise, with everything the acceptor accepted from the candidate's `from`
+    /// on. `complete` is false when the entries were cut at the message size limit; the
+    /// candidate is then too far behind to lead and catches up first.
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<AcceptedEntry>,
+        complete: bool,
+    },
+    /// The receiver's ballot is stale: the sender has promised `ballot`.
+    Nack { ballot: Ballot },
+
+    // --- Phase 2: the leader asks acceptors to accept a command for a slot. ---
+    /// Phase 2a. `commit` tells how far the leader has executed: every slot below it is
+    /// decided, and where the leader proposed in this ballot, its proposal is what was decided
+    /// (see `replica::learning`).
+    Accept {
+        ballot: Ballot,
+        slot: Slot,
+        command: Command,
+        commit: Slot,
+    },
+    /// Phase 2b. `incarnation` counts the acceptor's restarts; it lets observers tell a vote
+    /// cast after a recovery from one cast before.
+    Accepted {
+        ballot: Ballot,
+        slot: Slot,
+        incarnation: u32,
+    },
+
+    // --- Learning decisions. ---
+    /// The leader of `ballot` is alive, and `commit` is as in `Accept`.
+    Heartbeat { ballot: Ballot, commit: Slot },
+    /// A replica that fell behind asks for the decided commands from slot `from` on.
+    CatchUp { from: Slot },
+    /// Decided commands for consecutive slots starting at `from`.
+    CatchUpReply { from: Slot, commands: Vec<Command> },
+}
+
+/// An upper bound on the encoded size of values, used to keep every message below the
+/// datagram limit without encoding it first.
+pub trait SizeBound {
+    fn size_bound(&self) -> usize;
+}
+
+impl SizeBound for Request {
+    fn size_bound(&self) -> usize {
+        const FIXED: usize = 40;
+        let spec::Operation::Kv(op) = &self.op;
+        FIXED
+            + match op {
+                spec::KvOp::Get { key } | spec::KvOp::Delete { key } => key.len(),
+                spec::KvOp::Put { key, value } => key.len() + value.len(),
+                spec::KvOp::Cas { key, expected, new } => {
+                    key.len() + expected.as_ref().map_or(0, |v| v.len()) + new.len()
+                }
+            }
+    }
+}
+
+impl SizeBound for Command {
+    fn size_bound(&self) -> usize {
+        const FIXED: usize = 16;
+        FIXED + self.requests().iter().map(SizeBound::size_bound).sum::<usize>()
+    }
+}

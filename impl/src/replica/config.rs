@@ -1,0 +1,96 @@
+//! The fixed parameters of a replica: its cluster, its limits and its timing.
+
+use crate::bugs::SeededBug;
+use stateright::actor::Id;
+use std::ops::Range;
+use std::time::Duration;
+
+/// The most replicas a cluster can have: votes are kept in a 64-bit set.
+pub const MAX_REPLICAS: usize = 64;
+
+/// Every queue, batch and message the replica builds has a named maximum here, so that the
+/// replica applies back-pressure instead of growing without bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Undecided slots the leader may have in flight (the Phase 2 pipeline window).
+    pub window: usize,
+    /// Client requests per batch.
+    pub max_batch_requests: usize,
+    /// Size bound of one batch, in bytes; keeps an Accept within one datagram.
+    pub max_batch_bytes: usize,
+    /// Client requests waiting at the leader for a slot; beyond it requests are dropped and
+    /// the clients retry.
+    pub max_queue: usize,
+    /// Size bound of the entries in one promise or catch-up reply, in bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            window: 8,
+            max_batch_requests: 512,
+            max_batch_bytes: 16 * 1024,
+            max_queue: 8192,
+            max_payload_bytes: 48 * 1024,
+        }
+    }
+}
+
+/// The configuration of one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// The replicas of the cluster, by logical id.
+    pub members: Vec<Id>,
+    /// Queue, batch and message limits.
+    pub limits: Limits,
+    /// How long a follower waits without hearing from a leader before it starts an election.
+    pub election_timeout: Range<Duration>,
+    /// How often a leader shows followers that it is alive and how far it has executed.
+    /// `None`: no heartbeats. Heartbeats serve liveness only (followers detect a lost leader
+    /// and missed decisions); the default model check leaves them out to keep the state space
+    /// small, and the `heartbeats` preset checks them.
+    pub heartbeat_interval: Option<Range<Duration>>,
+    /// The leader of a brand-new cluster. A replica that starts with no storage at all
+    /// promises this replica's ballot of round 1, and that replica leads in it at once. Phase 1
+    /// for that ballot could only learn that nothing was accepted anywhere, so it is skipped
+    /// (the usual Multi-Paxos bootstrap). `None`: the first leader is elected.
+    pub initial_leader: Option<Id>,
+    #[cfg(feature = "seeded-bugs")]
+    pub bug: Option<SeededBug>,
+}
+
+impl ReplicaConfig {
+    /// A configuration with default limits and timing for a replica among `members`.
+    pub fn new(members: Vec<Id>) -> Self {
+        assert!(
+            !members.is_empty() && members.len() <= MAX_REPLICAS,
+            "a cluster has 1 to {MAX_REPLICAS} replicas"
+        );
+        let initial_leader = members.first().copied();
+        Self {
+            members,
+            limits: Limits::default(),
+            election_timeout: Duration::from_millis(300)..Duration::from_millis(600),
+            heartbeat_interval: Some(Duration::from_millis(50)..Duration::from_millis(50)),
+            initial_leader,
+            #[cfg(feature = "seeded-bugs")]
+            bug: None,
+        }
+    }
+
+    /// Whether the seeded bug `bug` is switched on. Always false without the `seeded-bugs`
+    /// feature, so the broken code paths compile away.
+    #[inline]
+    pub fn has_bug(&self, bug: SeededBug) -> bool {
+        #[cfg(feature = "seeded-bugs")]
+        {
+            self.bug == Some(bug)
+        }
+        #[cfg(not(feature = "seeded-bugs"))]
+        {
+            let _ = bug;
+            false
+        }
+    }
+}

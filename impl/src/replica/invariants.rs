@@ -1,0 +1,67 @@
+//! Local invariants of a replica, checked after every step in debug and test builds. A
+//! violation is a bug in this code, so it panics with the broken invariant named.
+
+use super::state::{ReplicaState, Role};
+use super::Replica;
+use stateright::actor::Id;
+
+impl Replica {
+    pub(super) fn check_invariants(&self, id: Id, state: &ReplicaState) {
+        if !cfg!(debug_assertions) || self.seeded_bug_active() {
+            return;
+        }
+        assert_eq!(
+            state.digest,
+            state.compute_digest(),
+            "replica {id:?}: the state changed without its digest being refreshed"
+        );
+        let promised = state.durable.promised;
+        for (slot, accepted) in &state.durable.accepted {
+            assert!(
+                accepted.ballot <= promised,
+                "replica {id:?} accepted {:?} at slot {slot} above its promise {promised:?}",
+                accepted.ballot
+            );
+        }
+        assert!(
+            !state.log.contains_key(&state.executed),
+            "replica {id:?} left decided slot {} unexecuted",
+            state.executed
+        );
+        match &state.role {
+            Role::Follower => {}
+            Role::Candidate(candidacy) => {
+                assert_eq!(promised.leader, id, "a candidate campaigns in its own ballot");
+                assert!(candidacy.promised_by.contains(id));
+            }
+            Role::Leader(leadership) => {
+                assert_eq!(promised.leader, id, "a leader leads in its own ballot");
+                assert_eq!(state.leader, Some(id));
+                assert!(leadership.queue.len() <= self.config.limits.max_queue);
+                for (slot, proposal) in &leadership.proposals {
+                    assert!(
+                        *slot < leadership.next_slot && !state.log.contains_key(slot),
+                        "replica {id:?} still proposes decided or future slot {slot}"
+                    );
+                    assert!(proposal.votes.contains(id));
+                    let own = state.durable.accepted.get(slot);
+                    assert!(
+                        own.is_some_and(|a| a.ballot == promised && a.command == proposal.command),
+                        "replica {id:?} proposes at slot {slot} what it did not accept itself"
+                    );
+                }
+            }
+        }
+    }
+
+    fn seeded_bug_active(&self) -> bool {
+        #[cfg(feature = "seeded-bugs")]
+        {
+            self.config.bug.is_some()
+        }
+        #[cfg(not(feature = "seeded-bugs"))]
+        {
+            false
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The Multi-Paxos replica: acceptor, leader and learner in one sans-IO actor, executing the
+//! decided log on the replicated key-value service.
+//!
+//! The protocol follows Lamport's "Paxos Made Simple" (section 3, "Implementing a State
+//! Machine"): one Phase 1 per leadership covers every open slot, then Phase 2 runs per slot with
+//! a bounded pipeline window; decisions are executed strictly in slot order.
+//!
+//! - [`election`]: timers, Phase 1 (prepare, promise, nack) and taking over as leader.
+//! - [`replication`]: client requests, batching, Phase 2 (accept, accepted) and decisions.
+//! - [`learning`]: decisions reaching followers through the leader's commit point,
+//!   heartbeats and catch-up.
+//! - [`execution`]: in-order execution with the exactly-once session table.
+//! - [`invariants`]: local invariants checked after every step in debug builds.
+
+pub mod config;
+mod election;
+mod execution;
+mod invariants;
+mod learning;
+mod replication;
+pub mod state;
+pub mod storage;
+
+pub use config::{Limits, ReplicaConfig};
+pub use state::{Candidacy, Leadership, Proposal, ReplicaState, Role, Votes};
+pub use storage::{Accepted, Durable, Storage, StorageChange};
+
+use crate::ballot::Ballot;
+use crate::bugs::SeededBug;
+use crate::effects::Effects;
+use crate::message::Msg;
+use crate::node::{Node, Timer};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// A replica: its fixed configuration. Its state is a [`ReplicaState`].
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub config: ReplicaConfig,
+}
+
+impl Replica {
+    pub fn new(config: ReplicaConfig) -> Self {
+        Self { config }
+    }
+
+    /// The other replicas of the cluster.
+    fn others(&self, id: Id) -> impl Iterator<Item = Id> + '_ {
+        self.config.members.iter().copied().filter(move |m| *m != id)
+    }
+
+    /// How many acceptors make a quorum: a majority, so that any two quorums intersect.
+    pub fn quorum(&self) -> usize {
+        let n = self.config.members.len();
+        if self.config.has_bug(SeededBug::QuorumHalf) {
+            (n / 2).max(1)
+        } else {
+            n / 2 + 1
+        }
+    }
+
+    pub(crate) fn on_start(&self, id: Id, storage: Option<&Storage>, o: &mut Out<Node>) -> ReplicaState {
+        let mut fx = Effects::default();
+        // A restart keeps everything durable and counts itself; volatile knowledge (the decided
+        // log, the executed state) is learned again from the other replicas.
+        let (durable, fresh) = match storage {
+            Some(storage) => (
+                Storage {
+                    incarnation: storage.incarnation + 1,
+                    ..storage.clone()
+                },
+                false,
+            ),
+            None => (Storage::default(), true),
+        };
+        let mut state = ReplicaState {
+            durable,
+            role: Role::Follower,
+            leader: None,
+            log: BTreeMap::new(),
+            executed: 0,
+            service: Default::default(),
+            digest: 0,
+        };
+        fx.persist();
+        match self.config.initial_leader {
+            Some(leader) if fresh => {
+                state.durable.promised = Ballot {
+                    round: 1,
+                    leader,
+                };
+                state.leader = Some(leader);
+                if leader == id {
+                    state.role = Role::Leader(Leadership {
+                        next_slot: 0,
+                        proposals: BTreeMap::new(),
+                        queue: Default::default(),
+                    });
+                    self.set_heartbeat_timer(&mut fx);
+                } else {
+                    fx.set_timer(Timer::Election, self.config.election_timeout.clone());
+                }
+            }
+            _ => fx.set_timer(Timer::Election, self.config.election_timeout.clone()),
+        }
+        state.refresh_digest();
+        self.check_invariants(id, &state);
+        fx.flush(&state.durable, o);
+        state
+    }
+
+    pub(crate) fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        msg: Msg,
+        o: &mut Out<Node>,
+    ) {
+        let mut fx = Effects::default();
+        match msg {
+            Msg::Request(request) => self.on_request(id, state, src, request, &mut fx),
+            Msg::Prepare { ballot, from } => self.on_prepare(id, state, src, ballot, from, &mut fx),
+            Msg::Promise {
+                ballot,
+                accepted,
+                complete,
+            } => self.on_promise(id, state, src, ballot, accepted, complete, &mut fx),
+            Msg::Nack { ballot } => self.on_nack(state, ballot, &mut fx),
+            Msg::Accept {
+                ballot,
+                slot,
+                command,
+                commit,
+            } => self.on_accept(id, state, src, ballot, slot, command, commit, &mut fx),
+            Msg::Accepted { ballot, slot, .. } => {
+                self.on_accepted(id, state, src, ballot, slot, &mut fx)
+            }
+            Msg::Heartbeat { ballot, commit } => {
+                self.on_heartbeat(id, state, src, ballot, commit, &mut fx)
+            }
+            Msg::CatchUp { from } => self.on_catch_up(state, src, from, &mut fx),
+            Msg::CatchUpReply { from, commands } => {
+                self.on_catch_up_reply(id, state, from, commands, &mut fx)
+            }
+            // Replies and redirects are for clients; a replica ignores them.
+            Msg::Reply { .. } => {}
+        }
+        if let Cow::Owned(state) = state {
+            state.refresh_digest();
+        }
+        self.check_invariants(id, state);
+        fx.flush(&state.durable, o);
+    }
+
+    pub(crate) fn on_timeout(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        timer: Timer,
+        o: &mut Out<Node>,
+    ) {
+        let mut fx = Effects::default();
+        match timer {
+            Timer::Election => self.on_election_timeout(id, state, &mut fx),
+            Timer::Heartbeat => self.on_heartbeat_timeout(id, state, &mut fx),
+            Timer::Retry => {}
+        }
+        if let Cow::Owned(state) = state {
+            state.refresh_digest();
+        }
+        self.check_invariants(id, state);
+        fx.flush(&state.durable, o);
+    }
+
+    /// Leaves leadership or candidacy (a higher ballot exists) and waits for a leader again.
+    fn step_down(&self, state: &mut ReplicaState, fx: &mut Effects) {
+        if matches!(state.role, Role::Leader(_)) {
+            fx.cancel_timer(Timer::Heartbeat);
+        }
+        if !matches!(state.role, Role::Follower) {
+            state.role = Role::Follower;
+            fx.set_timer(Timer::Election, self.config.election_timeout.clone());
+        }
+    }
+
+    /// Raises the promise to `ballot`, which is higher than the current one: the replica will
+    /// refuse lower ballots from now on, and stops leading or campaigning in a lower one.
+    fn raise_promise(&self, state: &mut ReplicaState, ballot: Ballot, fx: &mut Effects) {
+        debug_assert!(ballot > state.durable.promised);
+        state.durable.promised = ballot;
+        state.leader = None;
+        fx.persist();
+        self.step_down(state, fx);
+    }
+
+    fn reset_election_timer(&self, fx: &mut Effects) {
+        fx.set_timer(Timer::Election, self.config.election_timeout.clone());
+    }
+}

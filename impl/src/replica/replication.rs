@@ -1,0 +1,260 @@
+//! Client requests and Phase 2 (Paxos Made Simple, sections 2.2 and 3).
+//!
+//! The leader queues client requests, packs them into batches, and proposes one batch per slot,
+//! keeping at most `window` slots undecided. Each acceptor accepts an Accept unless it promised
+//! a higher ballot. A slot is decided when a quorum accepted it in the leader's ballot.
+
+use super::state::{Leadership, Proposal, ReplicaState, Role, Votes};
+use super::storage::{Accepted, Storage};
+use super::Replica;
+use crate::ballot::Ballot;
+use crate::bugs::SeededBug;
+use crate::effects::Effects;
+use crate::message::{Msg, SizeBound};
+use spec::{Command, Output, Request, Slot, StateMachine};
+use stateright::actor::Id;
+use std::borrow::Cow;
+
+impl Replica {
+    pub(super) fn on_request(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        request: Request,
+        fx: &mut Effects,
+    ) {
+        let forwarded = self.config.members.contains(&src);
+        if request.client != src && !forwarded {
+            return; // A request speaks only for its sender, or is forwarded by a replica.
+        }
+        let Some(leadership) = state.leadership() else {
+            // Forward it (once) to the leader, which answers the client directly; the client
+            // learns the leader from who answers. Without a known leader the request is
+            // dropped and the client retries elsewhere.
+            if let Some(leader) = state.leader.filter(|leader| *leader != id && !forwarded) {
+                fx.send(leader, Msg::Request(request));
+            }
+            return;
+        };
+        if !self.config.has_bug(SeededBug::SessionNotConsulted) {
+            if let Some(session) = state.service.sessions.get(request.client) {
+                if request.number == session.number {
+                    // A retry of an executed request: answer it again, never re-execute it.
+                    fx.send(
+                        request.client,
+                        Msg::Reply {
+                            number: session.number,
+                            slot: session.slot,
+                            output: session.output.clone(),
+                        },
+                    );
+                    return;
+                }
+                if request.number < session.number {
+                    return; // Older than the last answered request: the client moved on.
+                }
+            }
+        }
+        let in_progress = leadership.queue.iter().any(|queued| queued.id() == request.id())
+            || leadership
+                .proposals
+                .values()
+                .any(|p| p.command.requests().iter().any(|r| r.id() == request.id()));
+        if in_progress || leadership.queue.len() >= self.config.limits.max_queue {
+            // Already on its way, or no room: the client retries later (back-pressure).
+            return;
+        }
+        let state = state.to_mut();
+        if let Role::Leader(leadership) = &mut state.role {
+            leadership.queue.push_back(request);
+        }
+        self.try_propose(id, state, fx);
+    }
+
+    /// Proposes queued requests while the window has room.
+    pub(super) fn try_propose(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
+        let limits = &self.config.limits;
+        let ReplicaState {
+            durable,
+            role,
+            service,
+            executed,
+            ..
+        } = state;
+        let Role::Leader(leadership) = role else {
+            return;
+        };
+        while !leadership.queue.is_empty() && leadership.proposals.len() < limits.window {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = leadership.queue.front() {
+                let size = next.size_bound();
+                if !batch.is_empty()
+                    && (batch.len() >= limits.max_batch_requests
+                        || bytes + size > limits.max_batch_bytes)
+                {
+                    break;
+                }
+                bytes += size;
+                batch.extend(leadership.queue.pop_front());
+            }
+            let slot = leadership.next_slot;
+            leadership.next_slot += 1;
+            if self.config.has_bug(SeededBug::ReplyBeforeExecute) {
+                // The bug: answer from the current state before the batch is even decided.
+                let mut speculative = service.machine.clone();
+                for request in &batch {
+                    let spec::Operation::Kv(op) = &request.op;
+                    let output = Output::Kv(speculative.apply(op));
+                    fx.send(
+                        request.client,
+                        Msg::Reply {
+                            number: request.number,
+                            slot,
+                            output,
+                        },
+                    );
+                }
+            }
+            self.propose(id, durable, leadership, slot, Command::batch(batch), *executed, fx);
+        }
+        self.decide_quorate(id, state, fx);
+    }
+
+    /// Proposes `command` at `slot` in the leader's ballot, accepting it locally first.
+    /// `commit` is the leader's executed prefix.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn propose(
+        &self,
+        id: Id,
+        durable: &mut Storage,
+        leadership: &mut Leadership,
+        slot: Slot,
+        command: Command,
+        commit: Slot,
+        fx: &mut Effects,
+    ) {
+        let ballot = durable.promised;
+        durable.accepted.insert(
+            slot,
+            Accepted {
+                ballot,
+                command: command.clone(),
+            },
+        );
+        fx.persist();
+        leadership.proposals.insert(
+            slot,
+            Proposal {
+                command: command.clone(),
+                votes: Votes::of(id),
+            },
+        );
+        fx.broadcast(
+            self.others(id),
+            &Msg::Accept {
+                ballot,
+                slot,
+                command,
+                commit,
+            },
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_accept(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        ballot: Ballot,
+        slot: Slot,
+        command: Command,
+        commit: Slot,
+        fx: &mut Effects,
+    ) {
+        if ballot < state.ballot() && !self.config.has_bug(SeededBug::AcceptLowerBallot) {
+            // Refused silently: a deposed leader learns of the higher ballot from the new
+            // candidate's Prepare, or from the Nack to its next heartbeat. Answering every stale
+            // Accept would only multiply messages.
+            return;
+        }
+        {
+            let state = state.to_mut();
+            if ballot > state.ballot() {
+                self.raise_promise(state, ballot, fx);
+            }
+            if ballot == state.ballot() {
+                state.leader = Some(ballot.leader);
+                self.reset_election_timer(fx);
+            }
+            state.durable.accepted.insert(slot, Accepted { ballot, command });
+            if !self.config.has_bug(SeededBug::AcceptNotPersisted) {
+                fx.persist();
+            }
+            fx.send(
+                src,
+                Msg::Accepted {
+                    ballot,
+                    slot,
+                    incarnation: state.durable.incarnation,
+                },
+            );
+        }
+        if ballot == state.ballot() {
+            self.learn_committed(id, state, ballot, commit, fx);
+        }
+    }
+
+    pub(super) fn on_accepted(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        ballot: Ballot,
+        slot: Slot,
+        fx: &mut Effects,
+    ) {
+        let Some(leadership) = state.leadership() else {
+            return;
+        };
+        if ballot != state.ballot()
+            || leadership
+                .proposals
+                .get(&slot)
+                .is_none_or(|p| p.votes.contains(src))
+        {
+            return;
+        }
+        let state = state.to_mut();
+        if let Role::Leader(leadership) = &mut state.role {
+            if let Some(proposal) = leadership.proposals.get_mut(&slot) {
+                proposal.votes.insert(src);
+            }
+        }
+        self.decide_quorate(id, state, fx);
+        self.execute(id, state, fx);
+        self.try_propose(id, state, fx);
+    }
+
+    /// Decides every proposal that a quorum accepted. Followers learn it from the `commit`
+    /// of later Accepts and heartbeats.
+    pub(super) fn decide_quorate(&self, _id: Id, state: &mut ReplicaState, _fx: &mut Effects) {
+        let quorum = self.quorum();
+        let Role::Leader(leadership) = &mut state.role else {
+            return;
+        };
+        let decided: Vec<Slot> = leadership
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.votes.count() >= quorum)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in decided {
+            if let Some(proposal) = leadership.proposals.remove(&slot) {
+                state.log.insert(slot, proposal.command);
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The replica's volatile state around its durable [`Storage`].
+
+use crate::ballot::Ballot;
+use crate::replica::storage::{Accepted, Storage};
+use spec::{Command, Request, ServiceState, Slot};
+use stateright::actor::Id;
+use spec::digest::{Digest, StableHasher};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+/// A set of replica ids (each below [`crate::replica::config::MAX_REPLICAS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Votes(u64);
+
+impl Votes {
+    /// The set holding only `id`.
+    pub fn of(id: Id) -> Self {
+        let mut votes = Votes::default();
+        votes.insert(id);
+        votes
+    }
+
+    /// Adds `id`.
+    pub fn insert(&mut self, id: Id) {
+        self.0 |= 1 << usize::from(id);
+    }
+
+    /// Whether `id` is in the set.
+    pub fn contains(self, id: Id) -> bool {
+        self.0 & (1 << usize::from(id)) != 0
+    }
+
+    /// Number of ids in the set.
+    pub fn count(self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+/// A slot the leader has proposed and not yet seen decided.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Proposal {
+    pub command: Command,
+    /// Acceptors that accepted it in the leader's ballot, the leader included.
+    pub votes: Votes,
+}
+
+/// Phase 1 in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Candidacy {
+    /// Replicas that promised the candidate's ballot, itself included.
+    pub promised_by: Votes,
+    /// For each slot, the value accepted in the highest ballot among the promises so far
+    /// (Paxos Made Simple, section 2.2, the rule for choosing the value of a proposal).
+    pub adopted: BTreeMap<Slot, Accepted>,
+}
+
+/// Leadership after a successful Phase 1.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Leadership {
+    /// The next slot to propose a new batch in.
+    pub next_slot: Slot,
+    /// Proposed slots not yet decided; at most `window` of them hold new batches.
+    pub proposals: BTreeMap<Slot, Proposal>,
+    /// Client requests waiting for a slot.
+    pub queue: VecDeque<Request>,
+}
+
+/// What part the replica currently plays besides acceptor and learner, which it always is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    Candidate(Candidacy),
+    Leader(Leadership),
+}
+
+/// Everything a replica holds.
+///
+/// `digest` is a digest of all the other fields, refreshed after every step that changes the
+/// state. It stands for the whole state wherever the state is hashed: the model checker hashes
+/// every state it visits, and a trace records the digest after every step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// Saved to durable storage before any message of the same step leaves.
+    pub durable: Storage,
+    pub role: Role,
+    /// The replica believed to lead, for redirecting clients.
+    pub leader: Option<Id>,
+    /// Decided commands, from the first slot still held.
+    pub log: BTreeMap<Slot, Command>,
+    /// Slots `0..executed` have been applied to `service`.
+    pub executed: Slot,
+    /// The replicated service: the key-value machine and the session table.
+    pub service: ServiceState,
+    /// Digest of all of the above (see the type's documentation).
+    pub digest: Digest,
+}
+
+impl Hash for ReplicaState {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
+impl ReplicaState {
+    /// Digests every field. Destructuring makes a new field a compile error until it is
+    /// digested too.
+    pub fn compute_digest(&self) -> Digest {
+        let ReplicaState {
+            durable,
+            role,
+            leader,
+            log,
+            executed,
+            service,
+            digest: _,
+        } = self;
+        let mut hasher = StableHasher::new();
+        durable.hash(&mut hasher);
+        role.hash(&mut hasher);
+        leader.hash(&mut hasher);
+        log.hash(&mut hasher);
+        executed.hash(&mut hasher);
+        service.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Brings `digest` up to date after a change.
+    pub fn refresh_digest(&mut self) {
+        self.digest = self.compute_digest();
+    }
+
+    /// The ballot this replica is working in: the one it promised.
+    pub fn ballot(&self) -> Ballot {
+        self.durable.promised
+    }
+
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The leadership, if this replica leads.
+    pub fn leadership(&self) -> Option<&Leadership> {
+        match &self.role {
+            Role::Leader(leadership) => Some(leadership),
+            _ => None,
+        }
+    }
+}

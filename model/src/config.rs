@@ -1,0 +1,186 @@
+//! The bounds of a model check, and the named presets.
+
+use smr::SeededBug;
+use spec::{KvOp, Operation};
+use std::fmt;
+
+/// The network semantics the model explores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkKind {
+    /// Messages are delivered in any order, at most once; a message that is never delivered
+    /// is a lost one. Covers UDP's reordering and loss.
+    Unordered,
+    /// As `Unordered`, and any message can be delivered any number of times: UDP duplication.
+    Duplicating,
+    /// Per-pair FIFO channels (not UDP's semantics; for comparison only).
+    Ordered,
+}
+
+impl NetworkKind {
+    pub const NAMES: &'static [&'static str] = &["unordered", "duplicating", "ordered"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "unordered" => Some(NetworkKind::Unordered),
+            "duplicating" => Some(NetworkKind::Duplicating),
+            "ordered" => Some(NetworkKind::Ordered),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkKind::Unordered => "unordered",
+            NetworkKind::Duplicating => "duplicating",
+            NetworkKind::Ordered => "ordered",
+        }
+    }
+}
+
+/// Everything that bounds the explored state space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelConfig {
+    /// Replicas (ids `0..replicas`).
+    pub replicas: usize,
+    /// Clients (ids after the replicas).
+    pub clients: usize,
+    /// Operations each client submits, one after the other.
+    pub operations: usize,
+    /// Crashes (each followed by a recovery from durable storage) over the whole run.
+    pub crashes: u32,
+    /// Elections (distinct ballots prepared). Replica 0 leads the first ballot without one
+    /// (the bootstrap); any replica may start an election at any time, so 1 covers a leader
+    /// change at every point of the run.
+    pub elections: u32,
+    /// Sends of one client request: the first plus retries and redirects.
+    pub max_attempts: u32,
+    /// The leader's pipeline window.
+    pub window: usize,
+    /// Network semantics.
+    pub network: NetworkKind,
+    /// Whether leaders send heartbeats (and followers catch up on what they show missing).
+    pub heartbeats: bool,
+    /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
+    pub bug: Option<SeededBug>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            clients: 2,
+            operations: 1,
+            crashes: 1,
+            elections: 1,
+            max_attempts: 2,
+            window: 2,
+            network: NetworkKind::Unordered,
+            heartbeats: false,
+            bug: None,
+        }
+    }
+}
+
+/// A named configuration.
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub config: fn() -> ModelConfig,
+}
+
+/// The named presets, the default first.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "default",
+        about: "3 replicas, 2 clients (a put and a get), 1 crash, one leader change, reordering and loss",
+        config: ModelConfig::default,
+    },
+    Preset {
+        name: "duplicating",
+        about: "the default bounds on a network that also duplicates messages",
+        config: || ModelConfig {
+            network: NetworkKind::Duplicating,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "small",
+        about: "3 replicas, 2 clients, no crash: a fast check for tests",
+        config: || ModelConfig {
+            crashes: 0,
+            ..ModelConfig::default()
+        },
+    },
+];
+
+impl ModelConfig {
+    /// The preset called `name`.
+    pub fn preset(name: &str) -> Option<ModelConfig> {
+        PRESETS.iter().find(|p| p.name == name).map(|p| (p.config)())
+    }
+
+    /// The operations of client number `index` (0-based): clients alternate between writing
+    /// their own value to the shared key and reading it, so that between them there is at least
+    /// one write and one read, and concurrent writes conflict.
+    pub fn client_ops(&self, index: usize) -> Vec<Operation> {
+        (0..self.operations)
+            .map(|k| {
+                let key = "k".into();
+                let op = if (index + k) % 2 == 0 {
+                    KvOp::Put {
+                        key,
+                        value: format!("v{index}").into(),
+                    }
+                } else {
+                    KvOp::Get { key }
+                };
+                Operation::Kv(op)
+            })
+            .collect()
+    }
+
+    /// Checks that the bounds make sense, saying what is wrong if not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replicas == 0 || self.replicas > 7 {
+            return Err(format!("--replicas must be 1 to 7, not {}", self.replicas));
+        }
+        if self.clients > 4 {
+            return Err(format!("--clients must be 0 to 4, not {}", self.clients));
+        }
+        if self.operations > 4 {
+            return Err(format!("--operations must be 0 to 4, not {}", self.operations));
+        }
+        if self.max_attempts == 0 {
+            return Err("--max-attempts must be at least 1".into());
+        }
+        if self.window == 0 {
+            return Err("--window must be at least 1".into());
+        }
+        if self.bug.is_some() && !cfg!(feature = "seeded-bugs") {
+            return Err("--bug needs the model built with `--features seeded-bugs`".into());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replicas={} clients={} operations/client={} crashes={} elections={} max-attempts={} window={} network={} heartbeats={}",
+            self.replicas,
+            self.clients,
+            self.operations,
+            self.crashes,
+            self.elections,
+            self.max_attempts,
+            self.window,
+            self.network.name(),
+            self.heartbeats
+        )?;
+        if let Some(bug) = self.bug {
+            write!(f, " bug={}", bug.name())?;
+        }
+        Ok(())
+    }
+}

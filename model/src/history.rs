@@ -1,0 +1,279 @@
+//! The model's history: auxiliary variables (in the sense of Lamport's "Auxiliary Variables in
+//! TLA+") that record what was observable in a run, so the safety properties can be judged on
+//! any state. It records what crosses the network, which survives every crash:
+//!
+//! - the client-visible history, for the linearizability tester;
+//! - every proposal (an Accept) and every vote for it (an Accepted), and so every value
+//!   chosen: accepted by a quorum in one ballot, the definition of "chosen" in Paxos;
+//! - the reference execution of the chosen log;
+//! - every reply sent to a client (the acknowledgements);
+//! - whether a replica that had restarted voted in a quorum that chose a value.
+
+use crate::ModelConfig;
+use smr::{Ballot, Msg};
+use spec::reference::ReferenceExecution;
+use spec::sequential::KvSpec;
+use spec::{Command, Operation, Output, RequestId, RequestNumber, Slot};
+use stateright::actor::{Envelope, Id};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use spec::digest::{Digest, StableHasher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A proposal as the history sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Proposal {
+    pub command: Command,
+    /// Replicas that accepted it, as a bit set of ids.
+    pub voters: u64,
+    /// Whether a replica that had restarted was among the first quorum of voters.
+    pub recovered_voter: bool,
+}
+
+/// Auxiliary state of a model run. Large parts sit behind `Arc` so that the many model states
+/// sharing them clone cheaply, and `digest` (refreshed on every change) stands for the whole
+/// history when a model state is hashed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    /// Client invocations and returns of key-value operations.
+    pub tester: LinearizabilityTester<Id, KvSpec>,
+    /// Cached verdict of the tester (recomputed only when the history changes).
+    pub linearizable: bool,
+    /// The request number each client has invoked and not yet seen answered.
+    pub in_flight: BTreeMap<Id, RequestNumber>,
+    /// Every proposal by (slot, ballot), with its voters.
+    pub proposals: Arc<BTreeMap<(Slot, Ballot), Proposal>>,
+    /// The value chosen at each slot.
+    pub chosen: Arc<BTreeMap<Slot, Command>>,
+    /// The ballots in which each slot had a value chosen.
+    pub chosen_in: Arc<BTreeMap<Slot, BTreeSet<Ballot>>>,
+    /// The first choice that contradicted an earlier one.
+    pub chosen_conflict: Option<Arc<str>>,
+    /// The reference execution of the chosen log, as far as it is contiguous.
+    pub reference: ReferenceExecution,
+    /// Every reply sent: where and with what output each request was answered.
+    pub replies: Arc<BTreeMap<RequestId, (Slot, Output)>>,
+    /// The first reply that contradicted an earlier reply to the same request.
+    pub reply_conflict: Option<Arc<str>>,
+    /// Every ballot a candidate prepared (bounds the number of elections).
+    pub ballots: BTreeSet<Ballot>,
+    /// Digest of all of the above.
+    pub digest: Digest,
+}
+
+impl Hash for History {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            tester: LinearizabilityTester::new(KvSpec::default()),
+            linearizable: true,
+            in_flight: BTreeMap::new(),
+            proposals: Arc::default(),
+            chosen: Arc::default(),
+            chosen_in: Arc::default(),
+            chosen_conflict: None,
+            reference: ReferenceExecution::default(),
+            replies: Arc::default(),
+            reply_conflict: None,
+            ballots: BTreeSet::new(),
+            digest: 0,
+        }
+    }
+}
+
+impl History {
+    /// Records a message as it is sent. Returns the new history, or `None` if the message
+    /// changes nothing (which keeps model states cheap).
+    pub fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+        Self::on_send(cfg, history, env).map(History::refreshed)
+    }
+
+    /// Records a message as it is delivered (only deliveries that change the receiver count).
+    pub fn record_in(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+        Self::on_delivery(cfg, history, env).map(History::refreshed)
+    }
+
+    fn refreshed(mut self) -> History {
+        let History {
+            tester,
+            linearizable,
+            in_flight,
+            proposals,
+            chosen,
+            chosen_in,
+            chosen_conflict,
+            reference,
+            replies,
+            reply_conflict,
+            ballots,
+            digest: _,
+        } = &self;
+        let mut hasher = StableHasher::new();
+        tester.hash(&mut hasher);
+        linearizable.hash(&mut hasher);
+        in_flight.hash(&mut hasher);
+        proposals.hash(&mut hasher);
+        chosen.hash(&mut hasher);
+        chosen_in.hash(&mut hasher);
+        chosen_conflict.hash(&mut hasher);
+        reference.hash(&mut hasher);
+        replies.hash(&mut hasher);
+        reply_conflict.hash(&mut hasher);
+        ballots.hash(&mut hasher);
+        self.digest = hasher.finish();
+        self
+    }
+
+    fn on_send(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+        match env.msg {
+            Msg::Request(request) => {
+                if history.in_flight.get(&env.src) == Some(&request.number) {
+                    return None; // A retry: the operation was invoked once.
+                }
+                let Operation::Kv(op) = &request.op;
+                let mut next = history.clone();
+                next.in_flight.insert(env.src, request.number);
+                // An invocation while another is in flight would be a client bug; the tester
+                // then marks the history invalid, which fails linearizability.
+                let _ = next.tester.on_invoke(env.src, op.clone());
+                next.linearizable = next.tester.is_consistent();
+                Some(next)
+            }
+            Msg::Reply {
+                number,
+                slot,
+                output,
+            } => {
+                let request = RequestId {
+                    client: env.dst,
+                    number: *number,
+                };
+                match history.replies.get(&request) {
+                    Some(earlier) if earlier == &(*slot, output.clone()) => None,
+                    Some(earlier) => {
+                        if history.reply_conflict.is_some() {
+                            return None;
+                        }
+                        let mut next = history.clone();
+                        next.reply_conflict = Some(
+                            format!(
+                                "request {request:?} was answered with {earlier:?} and later with {:?}",
+                                (slot, output)
+                            )
+                            .into(),
+                        );
+                        Some(next)
+                    }
+                    None => {
+                        let mut next = history.clone();
+                        Arc::make_mut(&mut next.replies).insert(request, (*slot, output.clone()));
+                        Some(next)
+                    }
+                }
+            }
+            Msg::Accept {
+                ballot,
+                slot,
+                command,
+                ..
+            } => {
+                if history.proposals.contains_key(&(*slot, *ballot)) {
+                    return None;
+                }
+                // The leader accepted its own proposal before sending it.
+                let mut next = history.clone();
+                Arc::make_mut(&mut next.proposals).insert(
+                    (*slot, *ballot),
+                    Proposal {
+                        command: command.clone(),
+                        voters: 1 << usize::from(env.src),
+                        recovered_voter: false,
+                    },
+                );
+                Some(next)
+            }
+            Msg::Accepted {
+                ballot,
+                slot,
+                incarnation,
+            } => {
+                let proposal = history.proposals.get(&(*slot, *ballot))?;
+                let voter = 1u64 << usize::from(env.src);
+                if proposal.voters & voter != 0 {
+                    return None;
+                }
+                let quorum = cfg.replicas / 2 + 1;
+                let mut next = history.clone();
+                let proposal = Arc::make_mut(&mut next.proposals)
+                    .get_mut(&(*slot, *ballot))
+                    .expect("present above");
+                proposal.voters |= voter;
+                let votes = proposal.voters.count_ones() as usize;
+                if *incarnation > 0 && votes <= quorum {
+                    proposal.recovered_voter = true;
+                }
+                if votes == quorum {
+                    let command = proposal.command.clone();
+                    next.choose(*slot, *ballot, &command);
+                }
+                Some(next)
+            }
+            Msg::Prepare { ballot, .. } if !history.ballots.contains(ballot) => {
+                let mut next = history.clone();
+                next.ballots.insert(*ballot);
+                Some(next)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_delivery(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+        match env.msg {
+            Msg::Reply { number, output, .. }
+                if history.in_flight.get(&env.dst) == Some(number) =>
+            {
+                let mut next = history.clone();
+                next.in_flight.remove(&env.dst);
+                let Output::Kv(output) = output;
+                let _ = next.tester.on_return(env.dst, output.clone());
+                next.linearizable = next.tester.is_consistent();
+                Some(next)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records that a quorum accepted `command` at `slot` in `ballot`: it is chosen.
+    fn choose(&mut self, slot: Slot, ballot: Ballot, command: &Command) {
+        Arc::make_mut(&mut self.chosen_in)
+            .entry(slot)
+            .or_default()
+            .insert(ballot);
+        match self.chosen.get(&slot) {
+            Some(earlier) if earlier != command => {
+                if self.chosen_conflict.is_none() {
+                    self.chosen_conflict = Some(
+                        format!(
+                            "two values were chosen at slot {slot}: {earlier:?}, and {command:?} in ballot {ballot:?}"
+                        )
+                        .into(),
+                    );
+                }
+            }
+            Some(_) => {}
+            None => {
+                Arc::make_mut(&mut self.chosen).insert(slot, command.clone());
+                // Extend the reference execution over the now contiguous prefix.
+                while let Some(command) = self.chosen.get(&self.reference.applied()) {
+                    self.reference.apply_next(command);
+                }
+            }
+        }
+    }
+}

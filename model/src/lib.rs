@@ -1,0 +1,158 @@
+//! The stateright model of the replicated service: the replica and client actors of `smr`,
+//! wired into an `ActorModel` with the safety properties of `spec`.
+//!
+//! - [`config`]: the bounds and the named presets.
+//! - [`history`]: auxiliary variables recording what crossed the network.
+//! - [`properties`]: the properties evaluated on every state.
+//! - [`check`]: runs the checker and turns its result into verdicts.
+
+pub mod config;
+pub mod history;
+pub mod properties;
+
+pub use config::{ModelConfig, NetworkKind, PRESETS};
+pub use history::History;
+
+use smr::{Client, Node, Replica, ReplicaConfig};
+use stateright::actor::{model_timeout, ActorModel, ActorModelState, Id, LossyNetwork, Network};
+use stateright::Expectation;
+
+/// The model type.
+pub type SmrModel = ActorModel<Node, ModelConfig, History>;
+/// A state of the model.
+pub type ModelState = ActorModelState<Node, History>;
+
+/// A Sometimes property: an example must exist, or the model would be vacuous.
+pub struct Example {
+    pub name: &'static str,
+    pub found: fn(&SmrModel, &ModelState) -> bool,
+    /// Whether the bounds make an example possible at all.
+    pub applies: fn(&ModelConfig) -> bool,
+}
+
+/// The Sometimes properties, in report order.
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        name: "value decided",
+        found: properties::value_decided,
+        applies: |cfg| cfg.clients > 0 && cfg.operations > 0,
+    },
+    Example {
+        name: "leader change preserves decided value",
+        found: properties::leader_change_preserves_decision,
+        applies: |cfg| cfg.clients > 0 && cfg.operations > 0 && cfg.elections >= 1 && cfg.replicas > 1,
+    },
+    Example {
+        name: "recovered replica votes in a decision",
+        found: properties::recovered_replica_votes,
+        applies: |cfg| cfg.clients > 0 && cfg.operations > 0 && cfg.crashes > 0 && cfg.replicas > 1,
+    },
+    Example {
+        name: "every client answered",
+        found: properties::all_clients_answered,
+        applies: |_| true,
+    },
+];
+
+/// Builds the model for `cfg`.
+pub fn build(cfg: &ModelConfig) -> SmrModel {
+    let replica_ids: Vec<Id> = (0..cfg.replicas).map(Id::from).collect();
+    let replicas = (0..cfg.replicas).map(|_| {
+        let mut config = ReplicaConfig::new(replica_ids.clone());
+        config.limits.window = cfg.window;
+        config.election_timeout = model_timeout();
+        config.heartbeat_interval = cfg.heartbeats.then(model_timeout);
+        config.initial_leader = Some(Id::from(0));
+        #[cfg(feature = "seeded-bugs")]
+        {
+            config.bug = cfg.bug;
+        }
+        Node::Replica(Replica::new(config))
+    });
+    let clients = (0..cfg.clients).map(|index| {
+        Node::Client(Client {
+            replicas: replica_ids.clone(),
+            ops: cfg.client_ops(index),
+            max_attempts: if index == 0 { cfg.max_attempts } else { 1 },
+            retry_timeout: model_timeout(),
+        })
+    });
+    let network = match cfg.network {
+        NetworkKind::Unordered => Network::new_unordered_nonduplicating([]),
+        NetworkKind::Duplicating => Network::new_unordered_duplicating([]),
+        NetworkKind::Ordered => Network::new_ordered([]),
+    };
+    let mut model = ActorModel::new(cfg.clone(), History::default())
+        .actors(replicas)
+        .actors(clients)
+        .init_network(network)
+        .lossy_network(LossyNetwork::No)
+        .max_crashes(if cfg.crashes > 0 { 1 } else { 0 })
+        .within_boundary(within_boundary)
+        .record_msg_out(History::record_out)
+        .record_msg_in(History::record_in);
+    for invariant in properties::INVARIANTS {
+        model = add_invariant(model, invariant.name);
+    }
+    for example in EXAMPLES {
+        if (example.applies)(cfg) {
+            model = model.property(Expectation::Sometimes, example.name, example.found);
+        }
+    }
+    model
+}
+
+/// Stateright properties are plain function pointers, so each invariant gets its own.
+fn add_invariant(model: SmrModel, name: &'static str) -> SmrModel {
+    fn holds<const I: usize>(model: &SmrModel, state: &ModelState) -> bool {
+        (properties::INVARIANTS[I].check)(model, state).is_ok()
+    }
+    let index = properties::INVARIANTS
+        .iter()
+        .position(|i| i.name == name)
+        .expect("known invariant");
+    let condition: fn(&SmrModel, &ModelState) -> bool = match index {
+        0 => holds::<0>,
+        1 => holds::<1>,
+        2 => holds::<2>,
+        3 => holds::<3>,
+        4 => holds::<4>,
+        5 => holds::<5>,
+        _ => unreachable!("add a case for each invariant"),
+    };
+    model.property(Expectation::Always, name, condition)
+}
+
+/// The bounds, none of which is built into the actors: elections are counted by the distinct
+/// ballots prepared; crashes by the replicas' own incarnation numbers; clients do not crash;
+/// and on a non-duplicating network at most one copy
+/// of the same message is in flight (a timer that re-sends a message still undelivered adds
+/// nothing that loss and reordering of the first copy do not already cover; the duplicating
+/// preset covers redelivery).
+fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
+    // Every crash either recovered (and bumped the incarnation) or is still in progress.
+    let restarts: u32 = state
+        .actor_storages
+        .iter()
+        .flatten()
+        .map(|storage| storage.incarnation)
+        .sum();
+    let down = state.crashed.iter().filter(|crashed| **crashed).count() as u32;
+    if restarts + down > cfg.crashes {
+        return false;
+    }
+    if state.history.ballots.len() as u32 > cfg.elections {
+        return false;
+    }
+    if state.crashed[cfg.replicas..].iter().any(|crashed| *crashed) {
+        return false;
+    }
+    if let Network::UnorderedNonDuplicating(messages) = &state.network {
+        if messages.values().any(|copies| *copies > 1) {
+            return false;
+        }
+    }
+    true
+}
+
+pub mod check;

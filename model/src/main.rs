@@ -1,0 +1,249 @@
+//! `model`: model check, explore, and (later) conformance-check the replicated service.
+//!
+//! ```text
+//! cargo run --release -p model -- check                 # the default bounds, exhaustively
+//! cargo run --release -p model -- check --preset NAME   # a named preset (see `presets`)
+//! cargo run --release -p model -- explore               # stateright's explorer on localhost:3000
+//! ```
+
+use clap::{Args, Parser, Subcommand};
+use model::check::{self, CheckOptions, Strategy};
+use model::{ModelConfig, NetworkKind, PRESETS};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "model",
+    about = "Model checks the Multi-Paxos replicated key-value service with stateright",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explore every state within the bounds and give a verdict for every property.
+    Check {
+        #[command(flatten)]
+        bounds: Bounds,
+        /// Search strategy: bfs, dfs or simulation.
+        #[arg(long, default_value = "dfs", value_parser = clap::builder::PossibleValuesParser::new(Strategy::NAMES))]
+        checker: String,
+        /// Worker threads (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
+        /// Stop after this many seconds (the verdict then says the search was not exhaustive).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
+        /// Seed of the simulation checker.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        progress: u64,
+    },
+    /// Serve stateright's web explorer on the same model.
+    Explore {
+        /// Address to listen on.
+        #[arg(default_value = "localhost:3000")]
+        address: String,
+        #[command(flatten)]
+        bounds: Bounds,
+    },
+    /// List the named presets.
+    Presets,
+}
+
+/// The model's bounds: a preset, then any option overrides it.
+#[derive(Args, Clone)]
+struct Bounds {
+    /// Named configuration to start from (see `model presets`).
+    #[arg(long, default_value = "default")]
+    preset: String,
+    /// Replicas.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=7))]
+    replicas: Option<u8>,
+    /// Clients.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
+    clients: Option<u8>,
+    /// Operations per client (clients alternate puts and gets of one key).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
+    operations: Option<u8>,
+    /// Crashes over the whole run, each followed by a recovery from durable storage.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
+    crashes: Option<u32>,
+    /// Elections after replica 0's initial one, by any replica at any time (0: no leader
+    /// change).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
+    elections: Option<u32>,
+    /// Sends of one client request, retries and redirects included.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
+    max_attempts: Option<u32>,
+    /// The leader's pipeline window.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=8))]
+    window: Option<u8>,
+    /// Network semantics: unordered (reordering and loss), duplicating (also duplication),
+    /// ordered.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(NetworkKind::NAMES))]
+    network: Option<String>,
+    /// Switch on a seeded protocol bug (needs `--features seeded-bugs`).
+    #[arg(long)]
+    bug: Option<String>,
+}
+
+impl Bounds {
+    fn config(&self) -> Result<ModelConfig, String> {
+        let mut cfg = ModelConfig::preset(&self.preset).ok_or_else(|| {
+            format!(
+                "unknown preset {:?}; the presets are: {}",
+                self.preset,
+                PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        if let Some(v) = self.replicas {
+            cfg.replicas = v.into();
+        }
+        if let Some(v) = self.clients {
+            cfg.clients = v.into();
+        }
+        if let Some(v) = self.operations {
+            cfg.operations = v.into();
+        }
+        if let Some(v) = self.crashes {
+            cfg.crashes = v;
+        }
+        if let Some(v) = self.elections {
+            cfg.elections = v;
+        }
+        if let Some(v) = self.max_attempts {
+            cfg.max_attempts = v;
+        }
+        if let Some(v) = self.window {
+            cfg.window = v.into();
+        }
+        if let Some(name) = &self.network {
+            cfg.network = NetworkKind::from_name(name).expect("clap checked the name");
+        }
+        if let Some(name) = &self.bug {
+            cfg.bug = Some(smr::SeededBug::from_name(name).ok_or_else(|| {
+                format!(
+                    "unknown bug {name:?}; the seeded bugs are: {}",
+                    smr::SeededBug::ALL
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?);
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The options that rebuild this exact model, for the explorer hint.
+    fn as_args(&self) -> String {
+        let mut args = format!("--preset {}", self.preset);
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.push_str(&format!(" --{name} {value}"));
+            }
+        };
+        push("replicas", self.replicas.map(|v| v.to_string()));
+        push("clients", self.clients.map(|v| v.to_string()));
+        push("operations", self.operations.map(|v| v.to_string()));
+        push("crashes", self.crashes.map(|v| v.to_string()));
+        push("elections", self.elections.map(|v| v.to_string()));
+        push("max-attempts", self.max_attempts.map(|v| v.to_string()));
+        push("window", self.window.map(|v| v.to_string()));
+        push("network", self.network.clone());
+        push("bug", self.bug.clone());
+        args
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Presets => {
+            for preset in PRESETS {
+                println!("{:<14} {}", preset.name, preset.about);
+                println!("{:<14} {}", "", (preset.config)());
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check {
+            bounds,
+            checker,
+            threads,
+            timeout,
+            seed,
+            progress,
+        } => {
+            let cfg = match bounds.config() {
+                Ok(cfg) => cfg,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let strategy = match checker.as_str() {
+                "bfs" => Strategy::Bfs,
+                "simulation" => Strategy::Simulation { seed },
+                _ => Strategy::Dfs,
+            };
+            let mut options = CheckOptions {
+                strategy,
+                timeout: timeout.map(Duration::from_secs),
+                progress: Some(Duration::from_secs(progress)),
+                ..CheckOptions::default()
+            };
+            if let Some(threads) = threads {
+                options.threads = threads.into();
+            }
+            println!("Checking Multi-Paxos SMR with {checker} on {} threads", options.threads);
+            println!("Bounds: {cfg}");
+            let report = check::run(model::build(&cfg), &options, &mut std::io::stdout());
+            let features = if cfg.bug.is_some() {
+                " --features seeded-bugs"
+            } else {
+                ""
+            };
+            let hint = format!(
+                "cargo run --release -p model{features} -- explore localhost:3000 {}",
+                bounds.as_args()
+            );
+            let _ = check::print_report(&cfg, &report, &hint, &mut std::io::stdout());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Explore { address, bounds } => {
+            let cfg = match bounds.config() {
+                Ok(cfg) => cfg,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            // The explorer panics on an address it cannot bind; say what is wrong instead.
+            if let Err(error) = std::net::TcpListener::bind(address.as_str()) {
+                eprintln!("error: cannot listen on {address}: {error}");
+                return ExitCode::from(2);
+            }
+            println!("Exploring {cfg}");
+            println!("Open http://{address}/ (a counterexample: http://{address}/#/steps/<path printed by check>)");
+            use stateright::Model;
+            // Serves until the process is stopped.
+            let _ = model::build(&cfg)
+                .checker()
+                .threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .serve(address.as_str());
+            ExitCode::SUCCESS
+        }
+    }
+}

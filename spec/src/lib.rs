@@ -1,0 +1,24 @@
+//! What correct means for the replicated key-value service.
+//!
+//! - [`state_machine`]: the deterministic state machine trait; [`kv`]: the key-value machine.
+//! - [`command`]: requests, identified by (client id, request number), and log commands.
+//! - [`service`]: the replicated state, machine plus the exactly-once session table.
+//! - [`sequential`]: the sequential spec for stateright's linearizability tester.
+//! - [`reference`]: the reference execution of a decided log.
+//! - [`properties`]: the safety properties as pure functions.
+//! - [`digest`]: stable digests, equal across processes.
+
+pub mod command;
+pub mod digest;
+pub mod kv;
+pub mod properties;
+pub mod reference;
+pub mod sequential;
+pub mod service;
+pub mod state_machine;
+
+pub use command::{Batch, ClientId, Command, Operation, Output, Request, RequestId, RequestNumber, Slot};
+pub use digest::{digest_of, Digest};
+pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
+pub use service::{ServiceState, Session, Sessions};
+pub use state_machine::StateMachine;

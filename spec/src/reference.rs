@@ -1,0 +1,100 @@
+//! The reference execution of a decided log: what every replica's state must equal after it has
+//! executed the same slots.
+//!
+//! This is the specification of exactly-once execution, written independently of the replica's
+//! code: a request is applied the first time a request of its client with a higher number than
+//! any applied before appears in the log; a retry that was decided twice is applied once.
+
+use crate::command::{Command, Output, RequestId, Slot};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use crate::digest::Digest;
+use crate::service::{ServiceState, Session};
+use crate::state_machine::StateMachine;
+
+/// Applies one decided command to `state` under exactly-once semantics, calling `applied` for
+/// every request that takes effect.
+pub fn execute(
+    state: &mut ServiceState,
+    slot: Slot,
+    command: &Command,
+    mut applied: impl FnMut(RequestId, &Output),
+) {
+    for request in command.requests() {
+        let fresh = state
+            .sessions
+            .get(request.client)
+            .is_none_or(|session| request.number > session.number);
+        if fresh {
+            let output = match &request.op {
+                crate::command::Operation::Kv(op) => Output::Kv(state.machine.apply(op)),
+            };
+            applied(request.id(), &output);
+            state.sessions.record(
+                request.client,
+                Session {
+                    number: request.number,
+                    slot,
+                    output,
+                },
+            );
+        }
+    }
+}
+
+/// The reference execution of a growing log, kept incrementally: `digests[n]` is the digest of
+/// the state after applying slots `0..n`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReferenceExecution {
+    state: ServiceState,
+    digests: Vec<Digest>,
+    /// Where and with what output each request was applied. Shared, so that cloning a model
+    /// state that holds a reference execution stays cheap.
+    applications: Arc<BTreeMap<RequestId, (Slot, Output)>>,
+}
+
+impl Default for ReferenceExecution {
+    fn default() -> Self {
+        let state = ServiceState::default();
+        let digests = vec![state.digest()];
+        Self {
+            state,
+            digests,
+            applications: Arc::default(),
+        }
+    }
+}
+
+impl ReferenceExecution {
+    /// Number of slots applied so far.
+    pub fn applied(&self) -> Slot {
+        (self.digests.len() - 1) as Slot
+    }
+
+    /// Applies the next slot's command.
+    pub fn apply_next(&mut self, command: &Command) {
+        let slot = self.applied();
+        let applications = &mut self.applications;
+        execute(&mut self.state, slot, command, |request, output| {
+            Arc::make_mut(applications).insert(request, (slot, output.clone()));
+        });
+        self.digests.push(self.state.digest());
+    }
+
+    /// The digest after applying slots `0..slots`, if that many have been applied.
+    pub fn digest_after(&self, slots: Slot) -> Option<Digest> {
+        self.digests.get(slots as usize).copied()
+    }
+
+    /// Where a request was applied, and its output, if it has been.
+    pub fn application(&self, request: RequestId) -> Option<(Slot, &Output)> {
+        self.applications
+            .get(&request)
+            .map(|(slot, output)| (*slot, output))
+    }
+
+    /// The reference state after all applied slots.
+    pub fn state(&self) -> &ServiceState {
+        &self.state
+    }
+}
