@@ -61,12 +61,32 @@ pub struct ReplicaConfig {
 }
 
 impl ReplicaConfig {
+    /// Checks that `members` can form a cluster, saying what is wrong if not.
+    pub fn check_members(members: &[Id]) -> Result<(), String> {
+        if members.is_empty() {
+            return Err("a cluster needs at least one replica".into());
+        }
+        if let Some(id) = members.iter().find(|id| usize::from(**id) >= MAX_REPLICAS) {
+            return Err(format!(
+                "replica id {} is too large: ids must be below {MAX_REPLICAS}",
+                usize::from(*id)
+            ));
+        }
+        let mut sorted = members.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != members.len() {
+            return Err("a replica id appears twice".into());
+        }
+        Ok(())
+    }
+
     /// A configuration with default limits and timing for a replica among `members`.
+    /// Panics if [`ReplicaConfig::check_members`] refuses them.
     pub fn new(members: Vec<Id>) -> Self {
-        assert!(
-            !members.is_empty() && members.len() <= MAX_REPLICAS,
-            "a cluster has 1 to {MAX_REPLICAS} replicas"
-        );
+        if let Err(error) = Self::check_members(&members) {
+            panic!("{error}");
+        }
         let initial_leader = members.first().copied();
         Self {
             members,

@@ -119,6 +119,13 @@ impl Replica {
         o: &mut Out<Node>,
     ) {
         let mut fx = Effects::default();
+        let from_member = self.config.members.contains(&src);
+        match msg {
+            // Only members take part in the protocol; anything else claiming to is ignored.
+            Msg::Request(_) | Msg::Reply { .. } => {}
+            _ if !from_member => return,
+            _ => {}
+        }
         match msg {
             Msg::Request(request) => self.on_request(id, state, src, request, &mut fx),
             Msg::Prepare { ballot, from } => self.on_prepare(id, state, src, ballot, from, &mut fx),
