@@ -1,0 +1,137 @@
+//! `replica`: runs one replica of a cluster.
+//!
+//! ```text
+//! replica --config cluster.toml --id 0 --data-dir data/0
+//! ```
+
+use clap::Parser;
+use smr::deploy::{start_replica, Cluster, ReplicaOptions};
+use smr::runtime::{SplitMix64, SyncPolicy};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Runs one replica of a state machine replication cluster (Multi-Paxos over UDP).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Arguments {
+    /// The cluster configuration file (TOML: `cluster`, and `[[replica]]` entries with `id`
+    /// and `address`).
+    #[arg(long)]
+    config: PathBuf,
+    /// This replica's id in the configuration.
+    #[arg(long)]
+    id: u64,
+    /// Where this replica keeps its durable state; created if missing. Never share one
+    /// between replicas.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// UNSAFE, for experiments only: do not wait for the disk before answering. A machine
+    /// crash can then lose acknowledged writes and break consistency.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
+    /// Seed for the randomised timeouts (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cluster = match Cluster::load(&arguments.config) {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let id = match cluster.member(arguments.id) {
+        Ok(id) => id,
+        Err(error) => {
+            eprintln!("error: {}: {error}", arguments.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(arguments, cluster, id)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(
+    arguments: Arguments,
+    cluster: Cluster,
+    id: stateright::actor::Id,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let address = cluster.members[&id];
+    let socket = tokio::net::UdpSocket::bind(address)
+        .await
+        .map_err(|e| format!("cannot bind {address}: {e}"))?;
+    let sync = if arguments.unsafe_no_fsync {
+        tracing::warn!("running WITHOUT fsync: acknowledged writes may be lost in a machine crash");
+        SyncPolicy::UnsafeNoFsync
+    } else {
+        SyncPolicy::Fsync
+    };
+    let options = ReplicaOptions {
+        sync,
+        seed: arguments
+            .seed
+            .unwrap_or_else(SplitMix64::seed_from_environment),
+    };
+    let runtime = start_replica(&cluster, id, &arguments.data_dir, Arc::new(socket), options)?;
+    tracing::info!(
+        cluster = %cluster.name,
+        replica = usize::from(id),
+        %address,
+        data_dir = %arguments.data_dir.display(),
+        members = cluster.members.len(),
+        "replica running"
+    );
+    let stopped = runtime.run(shutdown_signal()).await?;
+    tracing::info!(counters = ?stopped.counters, "replica stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

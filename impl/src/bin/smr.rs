@@ -1,0 +1,239 @@
+//! `smr`: the command-line client. Runs the protocol's client actor on the runtime.
+//!
+//! ```text
+//! smr --config cluster.toml put greeting hello
+//! smr --config cluster.toml get greeting
+//! smr --config cluster.toml cas greeting hello bonjour
+//! smr --config cluster.toml cas --absent counter 1
+//! smr --config cluster.toml delete greeting
+//! smr --config cluster.toml status
+//! ```
+
+use clap::{Parser, Subcommand};
+use smr::deploy::client::local_bind_address;
+use smr::deploy::status::StatusAnswer;
+use smr::deploy::{query_status, run_operations, ClientOptions, Cluster};
+use smr::runtime::peers::wire_id;
+use smr::runtime::{SplitMix64, FIRST_CLIENT_ID};
+use spec::{KvOp, KvOutput, Operation, Output};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Command-line client of a state machine replication cluster (a replicated key-value store).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Arguments {
+    /// The cluster configuration file, as given to the replicas.
+    #[arg(long, default_value = "cluster.toml")]
+    config: PathBuf,
+    /// Give up if there is no answer within this many milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Send a request again after this many milliseconds without an answer.
+    #[arg(long, default_value_t = 200)]
+    retry_ms: u64,
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Sets KEY to VALUE.
+    Put { key: String, value: String },
+    /// Reads KEY.
+    Get { key: String },
+    /// Removes KEY.
+    Delete { key: String },
+    /// Compare-and-set: sets KEY to NEW if its value is EXPECTED. With --absent, give only
+    /// KEY and NEW: sets KEY if it has no value.
+    Cas {
+        /// Expect KEY to have no value (then pass only KEY NEW).
+        #[arg(long)]
+        absent: bool,
+        key: String,
+        /// EXPECTED NEW, or just NEW with --absent.
+        #[arg(num_args = 1..=2, required = true)]
+        values: Vec<String>,
+    },
+    /// Shows each replica's role, ballot, leader, configuration, slots decided and executed,
+    /// latest checkpoint and dropped-datagram counters.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cluster = match Cluster::load(&arguments.config) {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(arguments, cluster)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_millis(arguments.timeout_ms);
+    let op = match arguments.command {
+        Action::Status => return status(&cluster, deadline).await,
+        Action::Put { key, value } => KvOp::Put {
+            key: key.into(),
+            value: value.into(),
+        },
+        Action::Get { key } => KvOp::Get { key: key.into() },
+        Action::Delete { key } => KvOp::Delete { key: key.into() },
+        Action::Cas {
+            absent,
+            key,
+            mut values,
+        } => {
+            let (expected, new) = match (absent, values.len()) {
+                (true, 1) => (None, values.remove(0)),
+                (false, 2) => {
+                    let new = values.remove(1);
+                    (Some(values.remove(0).into()), new)
+                }
+                (true, _) => return Err("cas --absent takes KEY NEW".into()),
+                (false, _) => return Err("cas takes KEY EXPECTED NEW (or --absent KEY NEW)".into()),
+            };
+            KvOp::Cas {
+                key: key.into(),
+                expected,
+                new: new.into(),
+            }
+        }
+    };
+    let retry = Duration::from_millis(arguments.retry_ms.max(1));
+    let options = ClientOptions {
+        deadline,
+        retry_timeout: retry..retry + retry / 2,
+    };
+    let outputs = run_operations(
+        cluster.id,
+        &cluster.members,
+        vec![Operation::Kv(op)],
+        options,
+    )
+    .await?;
+    for (slot, Output::Kv(output)) in outputs {
+        let text = match output {
+            KvOutput::Value(Some(value)) => value.to_string(),
+            KvOutput::Value(None) => "(absent)".to_string(),
+            KvOutput::Written => "ok".to_string(),
+            KvOutput::Deleted(true) => "deleted".to_string(),
+            KvOutput::Deleted(false) => "(absent; nothing deleted)".to_string(),
+            KvOutput::Cas {
+                swapped: true,
+                previous,
+            } => format!("swapped (was {})", previous.as_deref().unwrap_or("absent")),
+            KvOutput::Cas {
+                swapped: false,
+                previous,
+            } => format!(
+                "not swapped: the value is {}",
+                previous.as_deref().unwrap_or("absent")
+            ),
+        };
+        println!("{text}");
+        tracing::info!(slot, "applied");
+    }
+    Ok(())
+}
+
+async fn status(cluster: &Cluster, deadline: Instant) -> Result<(), Box<dyn std::error::Error>> {
+    let first = *cluster.members.values().next().ok_or("no replicas")?;
+    let socket = tokio::net::UdpSocket::bind(local_bind_address(first)).await?;
+    let me = SplitMix64::new(SplitMix64::seed_from_environment()).next_u64() | FIRST_CLIENT_ID;
+    // Answers that come in before the deadline, but no need to wait for a replica that is
+    // down once the others have answered for a while.
+    let deadline = deadline.min(Instant::now() + Duration::from_millis(1500));
+    let answers = query_status(&socket, cluster.id, me, &cluster.members, deadline).await;
+    println!(
+        "cluster {:?} ({} replicas)",
+        cluster.name,
+        cluster.members.len()
+    );
+    for (id, address) in &cluster.members {
+        match answers.get(id) {
+            None => println!("replica {} at {address}: no answer", wire_id(*id)),
+            Some(answer) => print_answer(wire_id(*id), *address, answer),
+        }
+    }
+    if answers.is_empty() {
+        return Err("no replica answered".into());
+    }
+    Ok(())
+}
+
+fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
+    match &answer.status {
+        Some(status) => {
+            let leader = status
+                .leader
+                .map_or_else(|| "unknown".to_string(), |leader| leader.to_string());
+            let members: Vec<String> = status.members.iter().map(ToString::to_string).collect();
+            let checkpoint = status
+                .checkpoint
+                .map_or_else(|| "none".to_string(), |slot| format!("slot {slot}"));
+            println!(
+                "replica {id} at {address}: {} in ballot {}.{}, leader {leader}, members [{}]",
+                status.role,
+                status.ballot.0,
+                status.ballot.1,
+                members.join(", ")
+            );
+            println!(
+                "  slots decided {} executed {} accepted-in-storage {}; checkpoint {checkpoint}; incarnation {}; keys {}; sessions {}; state digest {:016x}",
+                status.decided,
+                status.executed,
+                status.accepted,
+                status.incarnation,
+                status.keys,
+                status.sessions,
+                status.service_digest
+            );
+        }
+        None => println!(
+            "replica {id} at {address}: answered, but its status did not decode (another version?)"
+        ),
+    }
+    let c = &answer.counters;
+    println!(
+        "  datagrams received {} sent {}; dropped: malformed {} oversized {} wrong-version {} wrong-cluster {} unknown-sender {} wrong-receiver {}; not sent: oversized {} unroutable {} errors {}",
+        c.received,
+        c.sent,
+        c.malformed,
+        c.oversized,
+        c.wrong_version,
+        c.wrong_cluster,
+        c.unknown_sender,
+        c.wrong_receiver,
+        c.oversized_outgoing,
+        c.unroutable,
+        c.send_errors
+    );
+}

@@ -1,0 +1,165 @@
+//! Client operations on the runtime: the protocol's client actor, driven until it has every
+//! answer or the deadline passes.
+
+use super::node_digest;
+use crate::client::Client;
+use crate::node::{Node, NodeState};
+use crate::runtime::peers::id_of_wire;
+use crate::runtime::{Hooks, Runtime, SplitMix64, FIRST_CLIENT_ID};
+use spec::{Operation, Output, Slot};
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// How a client runs.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Everything must be answered by then.
+    pub deadline: Instant,
+    /// How long to wait for an answer before sending again (to the next replica every other
+    /// time).
+    pub retry_timeout: Range<Duration>,
+}
+
+/// Why client operations did not complete.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The deadline passed. `answered` operations had completed.
+    NoAnswer {
+        answered: usize,
+        replicas: Vec<SocketAddr>,
+    },
+    Socket(std::io::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NoAnswer { answered, replicas } => {
+                let addresses: Vec<String> = replicas.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "no answer before the deadline ({answered} operation(s) completed); tried the replicas at {}: are they running, and is a majority of them up?",
+                    addresses.join(", ")
+                )
+            }
+            ClientError::Socket(error) => write!(f, "socket: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A fresh client id: random, at or above [`FIRST_CLIENT_ID`], so that it never names a
+/// replica and two client processes practically never share one.
+pub fn fresh_client_id(random: &mut SplitMix64) -> Id {
+    id_of_wire(random.next_u64() | FIRST_CLIENT_ID)
+}
+
+/// A local address from which `remote` can be reached: loopback for loopback replicas.
+pub fn local_bind_address(remote: SocketAddr) -> SocketAddr {
+    let ip = match remote.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// Stops the client once every operation is answered.
+struct UntilDone {
+    operations: usize,
+}
+
+impl Hooks<Node> for UntilDone {
+    fn should_stop(&mut self, state: &NodeState) -> bool {
+        state
+            .client()
+            .is_some_and(|client| client.next >= self.operations)
+    }
+}
+
+/// A client actor for `ops`, as a runtime on `socket`. The actor tries the replicas in id
+/// order, and the replicas forward to the leader.
+pub fn client_runtime(
+    id: Id,
+    cluster: u64,
+    replicas: &BTreeMap<Id, SocketAddr>,
+    ops: Vec<Operation>,
+    retry_timeout: Range<Duration>,
+    socket: Arc<UdpSocket>,
+    seed: u64,
+) -> Runtime<Node> {
+    let operations = ops.len();
+    let client = Client {
+        replicas: replicas.keys().copied().collect(),
+        ops,
+        max_attempts: u32::MAX,
+        retry_timeout,
+    };
+    Runtime::new(
+        Node::Client(client),
+        id,
+        cluster,
+        socket,
+        replicas.clone(),
+        node_digest,
+        seed,
+    )
+    .with_hooks(Box::new(UntilDone { operations }))
+}
+
+/// Runs `ops` in order as one fresh client and returns each answer with its slot.
+pub async fn run_operations(
+    cluster: u64,
+    replicas: &BTreeMap<Id, SocketAddr>,
+    ops: Vec<Operation>,
+    options: ClientOptions,
+) -> Result<Vec<(Slot, Output)>, ClientError> {
+    let first = *replicas.values().next().ok_or(ClientError::NoAnswer {
+        answered: 0,
+        replicas: Vec::new(),
+    })?;
+    let socket = UdpSocket::bind(local_bind_address(first))
+        .await
+        .map_err(ClientError::Socket)?;
+    let mut random = SplitMix64::new(SplitMix64::seed_from_environment());
+    let id = fresh_client_id(&mut random);
+    let operations = ops.len();
+    let runtime = client_runtime(
+        id,
+        cluster,
+        replicas,
+        ops,
+        options.retry_timeout,
+        Arc::new(socket),
+        random.next_u64(),
+    );
+    let stopped = runtime
+        .run(tokio::time::sleep_until(options.deadline.into()))
+        .await
+        .map_err(|error| match error {
+            crate::runtime::RuntimeError::Socket(error) => ClientError::Socket(error),
+            crate::runtime::RuntimeError::Storage(error) => {
+                ClientError::Socket(std::io::Error::other(error.to_string()))
+            }
+        })?;
+    let outputs = stopped
+        .state
+        .as_ref()
+        .and_then(NodeState::client)
+        .map(|client| client.outputs.clone())
+        .unwrap_or_default();
+    if outputs.len() < operations {
+        return Err(ClientError::NoAnswer {
+            answered: outputs.len(),
+            replicas: replicas.values().copied().collect(),
+        });
+    }
+    Ok(outputs)
+}

@@ -1,0 +1,287 @@
+//! The cluster configuration file.
+//!
+//! ```toml
+//! cluster = "demo"             # a name; its digest is the cluster id on the wire
+//!
+//! [[replica]]
+//! id = 0                       # logical ids: 0, 1, 2, ... (replica 0 leads a new cluster)
+//! address = "127.0.0.1:7000"   # where the others send to it
+//!
+//! [timing]                     # optional
+//! election_timeout_ms = [300, 600]
+//! heartbeat_interval_ms = 50
+//!
+//! [limits]                     # optional; the protocol's defaults otherwise
+//! window = 8
+//! max_batch_requests = 512
+//! ```
+
+use crate::replica::{Limits, ReplicaConfig};
+use serde::Deserialize;
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A configuration that cannot be used, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    cluster: String,
+    #[serde(default)]
+    replica: Vec<Member>,
+    #[serde(default)]
+    timing: Timing,
+    #[serde(default)]
+    limits: LimitsFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Member {
+    id: u64,
+    address: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Timing {
+    election_timeout_ms: Option<[u64; 2]>,
+    heartbeat_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    window: Option<usize>,
+    max_batch_requests: Option<usize>,
+    max_batch_bytes: Option<usize>,
+    max_queue: Option<usize>,
+    max_payload_bytes: Option<usize>,
+}
+
+/// A checked cluster configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// The cluster's name.
+    pub name: String,
+    /// The id on the wire: the stable digest of the name.
+    pub id: u64,
+    /// Replica ids and addresses.
+    pub members: BTreeMap<Id, SocketAddr>,
+    /// The protocol configuration every replica of the cluster uses.
+    pub replica: ReplicaConfig,
+}
+
+impl Cluster {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text)
+            .map_err(|ConfigError(what)| ConfigError(format!("{}: {what}", path.display())))
+    }
+
+    /// Parses and checks the text of a configuration file.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text)
+            .map_err(|e| ConfigError(format!("not a valid configuration: {e}")))?;
+        if file.cluster.trim().is_empty() {
+            return Err(ConfigError("`cluster` must name the cluster".into()));
+        }
+        if file.replica.is_empty() {
+            return Err(ConfigError(
+                "no replicas: add [[replica]] entries with `id` and `address`".into(),
+            ));
+        }
+        let mut members = BTreeMap::new();
+        let mut seen_addresses = BTreeMap::new();
+        for member in &file.replica {
+            let address: SocketAddr = member.address.parse().map_err(|e| {
+                ConfigError(format!(
+                    "replica {}: address {:?} is not IP:PORT ({e})",
+                    member.id, member.address
+                ))
+            })?;
+            if address.ip().is_unspecified() || address.port() == 0 {
+                return Err(ConfigError(format!(
+                    "replica {}: address {address} cannot be sent to; give the IP and port the others reach it at",
+                    member.id
+                )));
+            }
+            if let Some(other) = seen_addresses.insert(address, member.id) {
+                return Err(ConfigError(format!(
+                    "replicas {other} and {} have the same address {address}",
+                    member.id
+                )));
+            }
+            let id = usize::try_from(member.id)
+                .map(Id::from)
+                .map_err(|_| ConfigError(format!("replica id {} is too large", member.id)))?;
+            if members.insert(id, address).is_some() {
+                return Err(ConfigError(format!(
+                    "replica id {} appears twice",
+                    member.id
+                )));
+            }
+        }
+        let ids: Vec<Id> = members.keys().copied().collect();
+        ReplicaConfig::check_members(&ids).map_err(ConfigError)?;
+        let mut replica = ReplicaConfig::new(ids);
+        apply_timing(&file.timing, &mut replica)?;
+        apply_limits(&file.limits, &mut replica.limits)?;
+        Ok(Cluster {
+            id: spec::digest_of(file.cluster.as_str()),
+            name: file.cluster,
+            members,
+            replica,
+        })
+    }
+
+    /// Checks that `id` is a member and returns it as an [`Id`].
+    pub fn member(&self, id: u64) -> Result<Id, ConfigError> {
+        let found = usize::try_from(id)
+            .ok()
+            .map(Id::from)
+            .filter(|id| self.members.contains_key(id));
+        found.ok_or_else(|| {
+            let known: Vec<String> = self
+                .members
+                .keys()
+                .map(|id| usize::from(*id).to_string())
+                .collect();
+            ConfigError(format!(
+                "replica id {id} is not in the configuration (its replicas are {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+fn apply_timing(timing: &Timing, config: &mut ReplicaConfig) -> Result<(), ConfigError> {
+    if let Some([low, high]) = timing.election_timeout_ms {
+        if low == 0 || low > high {
+            return Err(ConfigError(format!(
+                "timing.election_timeout_ms = [{low}, {high}] must be a range [low, high] with 0 < low <= high"
+            )));
+        }
+        config.election_timeout = Duration::from_millis(low)..Duration::from_millis(high);
+    }
+    if let Some(interval) = timing.heartbeat_interval_ms {
+        if interval == 0 {
+            return Err(ConfigError(
+                "timing.heartbeat_interval_ms must be positive".into(),
+            ));
+        }
+        let interval = Duration::from_millis(interval);
+        config.heartbeat_interval = Some(interval..interval);
+    }
+    if let Some(heartbeat) = &config.heartbeat_interval {
+        if heartbeat.end >= config.election_timeout.start {
+            return Err(ConfigError(format!(
+                "the heartbeat interval ({:?}) must be shorter than the election timeout ({:?}), or followers depose a live leader",
+                heartbeat.end, config.election_timeout.start
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn apply_limits(file: &LimitsFile, limits: &mut Limits) -> Result<(), ConfigError> {
+    let positive = |name: &str, value: Option<usize>, target: &mut usize| match value {
+        Some(0) => Err(ConfigError(format!("limits.{name} must be positive"))),
+        Some(value) => {
+            *target = value;
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    positive("window", file.window, &mut limits.window)?;
+    positive(
+        "max_batch_requests",
+        file.max_batch_requests,
+        &mut limits.max_batch_requests,
+    )?;
+    positive(
+        "max_batch_bytes",
+        file.max_batch_bytes,
+        &mut limits.max_batch_bytes,
+    )?;
+    positive("max_queue", file.max_queue, &mut limits.max_queue)?;
+    positive(
+        "max_payload_bytes",
+        file.max_payload_bytes,
+        &mut limits.max_payload_bytes,
+    )?;
+    // Whatever the limits, a message must fit one datagram, with room for the frame header
+    // and the message's own fields around the batch or payload.
+    let budget = crate::codec::MAX_DATAGRAM_BYTES - 4096;
+    if limits.max_batch_bytes > budget || limits.max_payload_bytes > budget {
+        return Err(ConfigError(format!(
+            "limits.max_batch_bytes and limits.max_payload_bytes must stay below {budget} so that every message fits one datagram"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a configuration file for `n` replicas on consecutive loopback ports from `port`.
+pub fn loopback_config(name: &str, n: usize, port: u16) -> String {
+    let mut text = format!("cluster = {name:?}\n");
+    for id in 0..n {
+        text.push_str(&format!(
+            "\n[[replica]]\nid = {id}\naddress = \"127.0.0.1:{}\"\n",
+            port as usize + id
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Cluster::parse(text).unwrap_err().0
+    }
+
+    #[test]
+    fn a_good_file_parses_and_bad_ones_say_what_is_wrong() {
+        let good = loopback_config("demo", 3, 7000);
+        let cluster = Cluster::parse(&good).unwrap();
+        assert_eq!(cluster.members.len(), 3);
+        assert_eq!(cluster.replica.initial_leader, Some(Id::from(0)));
+        assert!(cluster.member(2).is_ok());
+        assert!(cluster
+            .member(3)
+            .unwrap_err()
+            .0
+            .contains("not in the configuration"));
+
+        assert!(error("cluster = ").contains("not a valid configuration"));
+        assert!(error("cluster = \"x\"").contains("no replicas"));
+        let twice = "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:2\"\n";
+        assert!(error(twice).contains("appears twice"));
+        let same = "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n[[replica]]\nid = 1\naddress = \"127.0.0.1:1\"\n";
+        assert!(error(same).contains("same address"));
+        let bad_address = "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"localhost\"\n";
+        assert!(error(bad_address).contains("not IP:PORT"));
+        let big = "cluster = \"x\"\n[[replica]]\nid = 99\naddress = \"127.0.0.1:1\"\n";
+        assert!(error(big).contains("too large"));
+        let unknown = format!("{good}\n[timing]\nelection_ms = 3\n");
+        assert!(error(&unknown).contains("unknown field"));
+        let slow_heartbeat = format!("{good}\n[timing]\nheartbeat_interval_ms = 900\n");
+        assert!(error(&slow_heartbeat).contains("shorter than the election timeout"));
+    }
+}

@@ -1,0 +1,27 @@
+//! What the binaries share: the cluster configuration file, starting a replica on the runtime,
+//! running client operations on the runtime, and the status report.
+//!
+//! - [`config`]: `cluster.toml`, checked with messages that say what is wrong.
+//! - [`replica`]: a replica actor on its socket with its data directory.
+//! - [`client`]: the client actor on its socket, with an overall deadline.
+//! - [`status`]: what `smr status` shows, computed from a replica's state by its runtime.
+
+pub mod client;
+pub mod config;
+pub mod replica;
+pub mod status;
+
+pub use client::{run_operations, ClientError, ClientOptions};
+pub use config::{Cluster, ConfigError};
+pub use replica::{start_replica, ReplicaOptions};
+pub use status::{query_status, ReplicaStatus};
+
+use crate::node::NodeState;
+
+/// The digest a step observer records: the one the replica and client states maintain.
+pub fn node_digest(state: &NodeState) -> u64 {
+    match state {
+        NodeState::Replica(state) => state.digest,
+        NodeState::Client(state) => state.digest,
+    }
+}

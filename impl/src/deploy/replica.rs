@@ -1,0 +1,77 @@
+//! A replica on the runtime: the protocol's replica actor, its socket, its data directory.
+
+use super::config::Cluster;
+use super::node_digest;
+use super::status::encode_replica_status;
+use crate::node::Node;
+use crate::replica::Replica;
+use crate::runtime::peers::wire_id;
+use crate::runtime::{DurableStore, Identity, Runtime, StorageError, SyncPolicy};
+use stateright::actor::Id;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::UdpSocket;
+
+/// How to run a replica.
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaOptions {
+    pub sync: SyncPolicy,
+    /// Seeds timer durations; different replicas should get different seeds.
+    pub seed: u64,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::Fsync,
+            seed: crate::runtime::SplitMix64::seed_from_environment(),
+        }
+    }
+}
+
+/// Opens replica `id`'s data directory and prepares its runtime on `socket` (bound to the
+/// replica's configured address). The actor starts, or recovers from what the directory
+/// holds, when the runtime runs. Fails if the directory is damaged, belongs to another replica
+/// or cluster, or is in use.
+pub fn start_replica(
+    cluster: &Cluster,
+    id: Id,
+    data_dir: &Path,
+    socket: Arc<UdpSocket>,
+    options: ReplicaOptions,
+) -> Result<Runtime<Node>, StorageError> {
+    let identity = Identity {
+        cluster: cluster.id,
+        replica: wire_id(id),
+    };
+    let (store, loaded) =
+        DurableStore::<crate::replica::Storage>::open(data_dir, identity, options.sync)?;
+    match &loaded {
+        Some(storage) => tracing::info!(
+            replica = usize::from(id),
+            incarnation = storage.incarnation,
+            accepted = storage.accepted.len(),
+            promised = ?storage.promised,
+            "recovering from the data directory"
+        ),
+        None => tracing::info!(
+            replica = usize::from(id),
+            "starting with an empty data directory"
+        ),
+    }
+    let members = cluster.replica.members.clone();
+    let actor = Node::Replica(Replica::new(cluster.replica.clone()));
+    Ok(Runtime::new(
+        actor,
+        id,
+        cluster.id,
+        socket,
+        cluster.members.clone(),
+        node_digest,
+        options.seed ^ wire_id(id),
+    )
+    .with_store(store, loaded)
+    .with_status(Box::new(move |state| {
+        encode_replica_status(&members, state)
+    })))
+}

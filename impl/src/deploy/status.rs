@@ -1,0 +1,148 @@
+//! The status report: computed by a replica's runtime from the replica's state when asked by a
+//! control frame (it is not a protocol message, and the actor never sees it), and shown by
+//! `smr status`.
+
+use crate::codec::{self, FrameKind, Header, StatusRequest};
+use crate::node::NodeState;
+use crate::replica::Role;
+use crate::runtime::peers::wire_id;
+use crate::runtime::{Counters, StatusReply};
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// What one replica says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// "leader", "candidate" or "follower".
+    pub role: String,
+    /// The ballot promised, as (round, leader).
+    pub ballot: (u32, u64),
+    /// The replica believed to lead.
+    pub leader: Option<u64>,
+    /// The configuration: the member ids.
+    pub members: Vec<u64>,
+    /// One past the highest slot known decided here.
+    pub decided: u64,
+    /// Slots executed (applied to the key-value machine).
+    pub executed: u64,
+    /// Slots with an accepted value in durable storage.
+    pub accepted: u64,
+    /// Restarts from durable storage.
+    pub incarnation: u32,
+    /// Keys in the key-value machine.
+    pub keys: u64,
+    /// Clients in the exactly-once session table.
+    pub sessions: u64,
+    /// The digest of the executed service state (equal at equal `executed` on every replica).
+    pub service_digest: u64,
+    /// The slot of the latest checkpoint; `None` while the replica keeps no checkpoints.
+    pub checkpoint: Option<u64>,
+}
+
+/// Encodes the status of a replica state (the runtime's status function for replicas).
+pub fn encode_replica_status(members: &[Id], state: &NodeState) -> Vec<u8> {
+    let Some(replica) = state.replica() else {
+        return Vec::new();
+    };
+    let role = match replica.role {
+        Role::Leader(_) => "leader",
+        Role::Candidate(_) => "candidate",
+        Role::Follower => "follower",
+    };
+    let decided = replica
+        .log
+        .keys()
+        .next_back()
+        .map_or(0, |slot| slot + 1)
+        .max(replica.executed);
+    let status = ReplicaStatus {
+        role: role.to_string(),
+        ballot: (
+            replica.durable.promised.round,
+            wire_id(replica.durable.promised.leader),
+        ),
+        leader: replica.leader.map(wire_id),
+        members: members.iter().copied().map(wire_id).collect(),
+        decided,
+        executed: replica.executed,
+        accepted: replica.durable.accepted.len() as u64,
+        incarnation: replica.durable.incarnation,
+        keys: replica.service.machine.len() as u64,
+        sessions: replica.service.sessions.len() as u64,
+        service_digest: replica.service.digest(),
+        checkpoint: None,
+    };
+    postcard::to_stdvec(&status).unwrap_or_default()
+}
+
+/// A replica's answer to a status query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusAnswer {
+    pub counters: Counters,
+    /// `None` if the status did not decode (another build's format).
+    pub status: Option<ReplicaStatus>,
+}
+
+/// Asks every replica for its status and gathers the answers that come back before
+/// `deadline`, asking again every 100 ms those that have not answered.
+pub async fn query_status(
+    socket: &UdpSocket,
+    cluster: u64,
+    me: u64,
+    replicas: &BTreeMap<Id, SocketAddr>,
+    deadline: Instant,
+) -> BTreeMap<Id, StatusAnswer> {
+    let nonce = crate::runtime::SplitMix64::new(me ^ 0x5a5a).next_u64();
+    let mut answers = BTreeMap::new();
+    let mut buffer = vec![0u8; codec::MAX_DATAGRAM_BYTES + 1];
+    let mut frame = Vec::new();
+    while answers.len() < replicas.len() && Instant::now() < deadline {
+        for (id, address) in replicas.iter().filter(|(id, _)| !answers.contains_key(*id)) {
+            let header = Header {
+                kind: FrameKind::StatusRequest,
+                cluster,
+                sender: me,
+                receiver: wire_id(*id),
+            };
+            if codec::encode(&header, &StatusRequest { nonce }, &mut frame).is_ok() {
+                let _ = socket.send_to(&frame, address).await;
+            }
+        }
+        let round_end = (Instant::now() + Duration::from_millis(100)).min(deadline);
+        while answers.len() < replicas.len() {
+            let received =
+                tokio::time::timeout_at(round_end.into(), socket.recv_from(&mut buffer)).await;
+            let Ok(Ok((length, from))) = received else {
+                break;
+            };
+            let datagram = &buffer[..length];
+            let Ok(header) = codec::decode_header(datagram, cluster) else {
+                continue;
+            };
+            let sender = crate::runtime::peers::id_of_wire(header.sender);
+            if header.kind != FrameKind::StatusReply
+                || header.receiver != me
+                || replicas.get(&sender) != Some(&from)
+            {
+                continue;
+            }
+            if let Ok(reply) = codec::decode_body::<StatusReply>(datagram) {
+                if reply.nonce == nonce {
+                    let status = postcard::from_bytes(&reply.node).ok();
+                    answers.insert(
+                        sender,
+                        StatusAnswer {
+                            counters: reply.counters,
+                            status,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    answers
+}

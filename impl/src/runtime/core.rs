@@ -1,0 +1,152 @@
+//! One actor and its state, stepped one input at a time.
+//!
+//! Every step of the actor — start (or recovery, with the storage read back from disk), the
+//! delivery of a message, a timeout, a random choice — is one call of [`Core::step`], which
+//! returns exactly the outputs of that step. The event loop does all I/O around it. A
+//! [`StepObserver`] sees every step with its input, its outputs and the digest of the state it
+//! led to: a trace recorder plugs in here, and can replay the same steps through the model.
+
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+
+/// What a step starts from.
+#[derive(Debug)]
+pub enum Input<A: Actor> {
+    /// The actor starts, or restarts after a crash with the storage it had saved.
+    Start { storage: Option<A::Storage> },
+    /// A message from `src`.
+    Deliver { src: Id, msg: A::Msg },
+    /// A timer fired.
+    Timeout { timer: A::Timer },
+    /// A random choice the actor asked for with `Out::choose_random`.
+    Random { random: A::Random },
+}
+
+impl<A: Actor> Clone for Input<A> {
+    fn clone(&self) -> Self {
+        match self {
+            Input::Start { storage } => Input::Start {
+                storage: storage.clone(),
+            },
+            Input::Deliver { src, msg } => Input::Deliver {
+                src: *src,
+                msg: msg.clone(),
+            },
+            Input::Timeout { timer } => Input::Timeout {
+                timer: timer.clone(),
+            },
+            Input::Random { random } => Input::Random {
+                random: random.clone(),
+            },
+        }
+    }
+}
+
+/// Sees every step after it ran: its input, its outputs (before the runtime carries them
+/// out) and the digest of the resulting state.
+pub trait StepObserver<A: Actor>: Send {
+    fn on_step(&mut self, id: Id, input: &Input<A>, out: &Out<A>, digest: u64);
+}
+
+/// Observes nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl<A: Actor> StepObserver<A> for NoObserver {
+    fn on_step(&mut self, _: Id, _: &Input<A>, _: &Out<A>, _: u64) {}
+}
+
+/// Computes the digest a [`StepObserver`] is given; supplied by whoever knows the state type
+/// (for [`crate::Node`], the `digest` field its replica and client states carry).
+pub type DigestFn<A> = fn(&<A as Actor>::State) -> u64;
+
+/// An actor with its current state.
+pub struct Core<A: Actor> {
+    actor: A,
+    id: Id,
+    state: Option<A::State>,
+    digest: DigestFn<A>,
+    observer: Option<Box<dyn StepObserver<A>>>,
+}
+
+impl<A: Actor> Core<A> {
+    /// An actor that has not started yet.
+    pub fn new(actor: A, id: Id, digest: DigestFn<A>) -> Self {
+        Self {
+            actor,
+            id,
+            state: None,
+            digest,
+            observer: None,
+        }
+    }
+
+    /// Has `observer` see every step from now on.
+    pub fn set_observer(&mut self, observer: Box<dyn StepObserver<A>>) {
+        self.observer = Some(observer);
+    }
+
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    pub fn actor(&self) -> &A {
+        &self.actor
+    }
+
+    /// The current state; `None` before the start step.
+    pub fn state(&self) -> Option<&A::State> {
+        self.state.as_ref()
+    }
+
+    /// Takes the state out (when the runtime stops).
+    pub fn into_state(self) -> Option<A::State> {
+        self.state
+    }
+
+    /// Runs one step and returns its outputs. Inputs other than `Start` before the actor has
+    /// started are ignored (they cannot happen in the runtime, which starts the actor first).
+    pub fn step(&mut self, input: Input<A>) -> Out<A> {
+        let mut out = Out::new();
+        // The observer needs the input after the actor consumed it; copy it only if observed.
+        let observed = self.observer.as_ref().map(|_| input.clone());
+        let Self {
+            actor, id, state, ..
+        } = self;
+        match input {
+            Input::Start { storage } => {
+                *state = Some(actor.on_start(*id, &storage, &mut out));
+            }
+            Input::Deliver { src, msg } => {
+                if let Some(current) = state.as_mut() {
+                    apply(current, |cow| actor.on_msg(*id, cow, src, msg, &mut out));
+                }
+            }
+            Input::Timeout { timer } => {
+                if let Some(current) = state.as_mut() {
+                    apply(current, |cow| actor.on_timeout(*id, cow, &timer, &mut out));
+                }
+            }
+            Input::Random { random } => {
+                if let Some(current) = state.as_mut() {
+                    apply(current, |cow| actor.on_random(*id, cow, &random, &mut out));
+                }
+            }
+        }
+        if let (Some(observer), Some(input), Some(state)) =
+            (self.observer.as_mut(), observed, self.state.as_ref())
+        {
+            observer.on_step(self.id, &input, &out, (self.digest)(state));
+        }
+        out
+    }
+}
+
+/// Runs a handler on a copy-on-write view of `state` and keeps the new state if it changed.
+fn apply<S: Clone>(state: &mut S, handler: impl FnOnce(&mut Cow<S>)) {
+    let mut cow = Cow::Borrowed(&*state);
+    handler(&mut cow);
+    if let Cow::Owned(next) = cow {
+        *state = next;
+    }
+}

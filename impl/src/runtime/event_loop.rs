@@ -1,0 +1,462 @@
+//! The event loop: receive, step, persist, send — with group commit.
+//!
+//! Each round takes every input that is ready now (the datagrams waiting in the socket, the
+//! timers that are due), runs their steps one by one, and collects their outputs as one
+//! *group*. If a step of the group saved storage, the group's latest storage is made durable
+//! with one write and one fsync, and only then are the group's messages sent. While that fsync
+//! runs (on a blocking thread), the loop keeps receiving and stepping the next group; the next
+//! group's messages wait for their own fsync, which starts after the previous one finished, so
+//! messages still leave strictly after everything saved before them. This is group commit as
+//! in database logs (DeWitt et al., "Implementation techniques for main memory database
+//! systems", 1984): one fsync covers many steps, which is what lets a leader with many clients
+//! batch.
+
+use super::core::{Core, DigestFn, Input, StepObserver};
+use super::counters::Counters;
+use super::peers::{wire_id, AddressBook, SenderRejected};
+use super::random::SplitMix64;
+use super::storage::{DurableStore, StorageError};
+use super::timers::Timers;
+use super::StatusReply;
+use crate::codec::{self, DecodeError, FrameKind, Header, StatusRequest, MAX_DATAGRAM_BYTES};
+use crate::replica::Durable;
+use serde::{de::DeserializeOwned, Serialize};
+use stateright::actor::{Actor, Command, Id, Out};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+/// The most datagrams taken into one group: bounds how long the loop steps before it commits
+/// and sends, and so the latency a large burst adds.
+pub const MAX_GROUP_DATAGRAMS: usize = 512;
+
+/// Describes the actor's state for a status request (encoded as the caller likes).
+pub type StatusFn<A> = Box<dyn Fn(&<A as Actor>::State) -> Vec<u8> + Send>;
+
+/// Lets the code that runs an actor watch it and shape its inputs. Both methods have no-op
+/// defaults.
+pub trait Hooks<A: Actor>: Send {
+    /// Called when a message arrives, before it is stepped. Returning a later instant holds
+    /// the message until then (a benchmark uses this to pace an open-loop client).
+    fn hold_until(&mut self, src: Id, msg: &A::Msg, arrival: Instant) -> Option<Instant> {
+        let _ = (src, msg, arrival);
+        None
+    }
+
+    /// Called after every step with the new state; `true` stops the runtime once the outputs
+    /// so far are durable and sent.
+    fn should_stop(&mut self, state: &A::State) -> bool {
+        let _ = state;
+        false
+    }
+}
+
+/// No hooks: the runtime runs until it is shut down.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl<A: Actor> Hooks<A> for NoHooks {}
+
+/// Why the runtime stopped with an error. Every variant is fatal for the process.
+#[derive(Debug)]
+pub enum RuntimeError {
+    Storage(StorageError),
+    Socket(std::io::Error),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::Storage(error) => write!(f, "{error}"),
+            RuntimeError::Socket(error) => write!(f, "socket: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// What a runtime leaves when it stops.
+pub struct Stopped<A: Actor> {
+    /// The actor's last state (`None` only if it never started).
+    pub state: Option<A::State>,
+    pub counters: Counters,
+}
+
+/// The outputs of the steps since the last commit started.
+struct Group<A: Actor> {
+    messages: Vec<(Id, A::Msg)>,
+    /// The latest storage saved by a step of the group.
+    storage: Option<A::Storage>,
+}
+
+impl<A: Actor> Default for Group<A> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            storage: None,
+        }
+    }
+}
+
+impl<A: Actor> Group<A> {
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.storage.is_none()
+    }
+}
+
+type CommitJob<S> = JoinHandle<Result<DurableStore<S>, StorageError>>;
+
+/// One actor on one UDP socket.
+pub struct Runtime<A: Actor>
+where
+    A::Storage: Durable,
+{
+    core: Core<A>,
+    cluster: u64,
+    socket: Arc<UdpSocket>,
+    book: AddressBook,
+    random: SplitMix64,
+    store: Option<DurableStore<A::Storage>>,
+    loaded: Option<A::Storage>,
+    status: Option<StatusFn<A>>,
+    hooks: Box<dyn Hooks<A>>,
+    counters: Counters,
+    timers: Timers<A::Timer>,
+}
+
+impl<A> Runtime<A>
+where
+    A: Actor + Send + 'static,
+    A::Msg: Serialize + DeserializeOwned + Send,
+    A::Storage: Durable + Send + 'static,
+    A::State: Send,
+    A::Timer: Send,
+    A::Random: Send,
+{
+    /// A runtime for `actor` as `id` of `cluster`, on `socket`, knowing the replicas at
+    /// `replicas`. Without a store the actor runs volatile: for actors that save nothing,
+    /// like clients.
+    pub fn new(
+        actor: A,
+        id: Id,
+        cluster: u64,
+        socket: Arc<UdpSocket>,
+        replicas: BTreeMap<Id, SocketAddr>,
+        digest: DigestFn<A>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            core: Core::new(actor, id, digest),
+            cluster,
+            socket,
+            book: AddressBook::new(replicas),
+            random: SplitMix64::new(seed),
+            store: None,
+            loaded: None,
+            status: None,
+            hooks: Box::new(super::NoHooks),
+            counters: Counters::default(),
+            timers: Timers::default(),
+        }
+    }
+
+    /// Persists saves to `store`; the actor starts from `loaded`, what the store read back.
+    pub fn with_store(
+        mut self,
+        store: DurableStore<A::Storage>,
+        loaded: Option<A::Storage>,
+    ) -> Self {
+        self.store = Some(store);
+        self.loaded = loaded;
+        self
+    }
+
+    /// Answers status requests with `status` applied to the actor's state.
+    pub fn with_status(mut self, status: StatusFn<A>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_hooks(mut self, hooks: Box<dyn Hooks<A>>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    pub fn with_observer(mut self, observer: Box<dyn StepObserver<A>>) -> Self {
+        self.core.set_observer(observer);
+        self
+    }
+
+    /// Runs until a hook asks to stop, `shutdown` completes, or a fatal error. On shutdown
+    /// the runtime behaves like a crash: it waits for a commit already under way (so that the
+    /// files are settled for a restart) and sends nothing more.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Stopped<A>, RuntimeError> {
+        tokio::pin!(shutdown);
+        let socket = self.socket.clone();
+        let mut buffer = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+        let mut encode_buffer = Vec::with_capacity(MAX_DATAGRAM_BYTES);
+        let mut ready: Vec<Input<A>> = vec![Input::Start {
+            storage: self.loaded.take(),
+        }];
+        let mut held: Vec<(Instant, Input<A>)> = Vec::new();
+        let mut staged = Group::<A>::default();
+        // The messages waiting for the commit in flight.
+        let mut committing: Vec<(Id, A::Msg)> = Vec::new();
+        let mut in_flight: Option<CommitJob<A::Storage>> = None;
+        let mut stopping = false;
+        loop {
+            // Step everything that is ready, as one group.
+            // (A random choice asked for by a step is a further input, stepped right after.)
+            while !ready.is_empty() {
+                for input in std::mem::take(&mut ready) {
+                    let out = self.core.step(input);
+                    self.absorb(out, &mut staged, &mut ready);
+                    if let Some(state) = self.core.state() {
+                        stopping |= self.hooks.should_stop(state);
+                    }
+                }
+            }
+            if in_flight.is_none() && !staged.is_empty() {
+                match (staged.storage.take(), self.store.take()) {
+                    (Some(latest), Some(mut store)) => {
+                        committing = std::mem::take(&mut staged.messages);
+                        in_flight = Some(tokio::task::spawn_blocking(move || {
+                            store.commit(&latest).map(|()| store)
+                        }));
+                    }
+                    (_, store) => {
+                        // Nothing to persist (or a volatile actor): send at once.
+                        self.store = store;
+                        let messages = std::mem::take(&mut staged.messages);
+                        self.send_all(messages, &mut encode_buffer).await;
+                    }
+                }
+            }
+            if stopping && in_flight.is_none() && staged.is_empty() {
+                break;
+            }
+            let deadline = [
+                self.timers.next_deadline(),
+                held.iter().map(|(at, _)| *at).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    if let Some(job) = in_flight.take() {
+                        // Let the write finish so a restart finds settled files; its messages
+                        // are dropped, as in a crash.
+                        let _ = job.await;
+                    }
+                    break;
+                }
+                finished = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    let store = finished
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+                        .map_err(RuntimeError::Storage)?;
+                    self.store = Some(store);
+                    let messages = std::mem::take(&mut committing);
+                    self.send_all(messages, &mut encode_buffer).await;
+                }
+                received = socket.recv_from(&mut buffer) => {
+                    let (length, from) = received.map_err(RuntimeError::Socket)?;
+                    self.receive(&buffer[..length], from, &mut ready, &mut held);
+                    // Take whatever else is waiting into the same group.
+                    for _ in 1..MAX_GROUP_DATAGRAMS {
+                        match socket.try_recv_from(&mut buffer) {
+                            Ok((length, from)) => {
+                                self.receive(&buffer[..length], from, &mut ready, &mut held)
+                            }
+                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(error) => return Err(RuntimeError::Socket(error)),
+                        }
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => {}
+            }
+            let now = Instant::now();
+            for timer in self.timers.take_due(now) {
+                ready.push(Input::Timeout { timer });
+            }
+            if !held.is_empty() {
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut held)
+                    .into_iter()
+                    .partition(|(at, _)| *at <= now);
+                held = later;
+                ready.extend(due.into_iter().map(|(_, input)| input));
+            }
+        }
+        Ok(Stopped {
+            state: self.core.into_state(),
+            counters: self.counters,
+        })
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> Id {
+        self.core.id()
+    }
+
+    /// Carries out a step's outputs: timers now, saves and messages into the group.
+    fn absorb(&mut self, out: Out<A>, staged: &mut Group<A>, ready: &mut Vec<Input<A>>) {
+        for command in out {
+            match command {
+                Command::Send(dst, msg) => staged.messages.push((dst, msg)),
+                Command::SetTimer(timer, range) => {
+                    let deadline = Instant::now() + self.random.duration_in(&range);
+                    self.timers.set(timer, deadline);
+                }
+                Command::CancelTimer(timer) => self.timers.cancel(&timer),
+                Command::Save(storage) => staged.storage = Some(storage),
+                Command::ChooseRandom(_, mut choices) => {
+                    if !choices.is_empty() {
+                        let pick = self.random.below(choices.len() as u64) as usize;
+                        ready.push(Input::Random {
+                            random: choices.swap_remove(pick),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks and decodes one datagram; a protocol message becomes an input, a status request
+    /// is answered here, anything bad is counted and dropped.
+    fn receive(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        ready: &mut Vec<Input<A>>,
+        held: &mut Vec<(Instant, Input<A>)>,
+    ) {
+        let header = match codec::decode_header(datagram, self.cluster) {
+            Ok(header) => header,
+            Err(error) => return self.count_drop(&error, from),
+        };
+        if header.receiver != wire_id(self.core.id()) {
+            self.counters.wrong_receiver += 1;
+            return;
+        }
+        let src = match self.book.admit(header.sender, from) {
+            Ok(src) => src,
+            Err(rejected) => {
+                self.counters.unknown_sender += 1;
+                tracing::debug!(%from, sender = header.sender, ?rejected, "dropped datagram");
+                if rejected == SenderRejected::WrongAddress {
+                    tracing::warn!(%from, sender = header.sender, "a datagram claims a replica id from another address");
+                }
+                return;
+            }
+        };
+        match header.kind {
+            FrameKind::Protocol => match codec::decode_body::<A::Msg>(datagram) {
+                Ok(msg) => {
+                    self.counters.received += 1;
+                    let arrival = Instant::now();
+                    match self.hooks.hold_until(src, &msg, arrival) {
+                        Some(at) if at > arrival => held.push((at, Input::Deliver { src, msg })),
+                        _ => ready.push(Input::Deliver { src, msg }),
+                    }
+                }
+                Err(error) => self.count_drop(&error, from),
+            },
+            FrameKind::StatusRequest => match codec::decode_body::<StatusRequest>(datagram) {
+                Ok(request) => self.answer_status(request, header, from),
+                Err(error) => self.count_drop(&error, from),
+            },
+            FrameKind::StatusReply => self.count_drop(
+                &DecodeError::Malformed("unexpected status reply".into()),
+                from,
+            ),
+        }
+    }
+
+    fn count_drop(&mut self, error: &DecodeError, from: SocketAddr) {
+        match error {
+            DecodeError::Oversized(_) => self.counters.oversized += 1,
+            DecodeError::Malformed(_) => self.counters.malformed += 1,
+            DecodeError::WrongVersion(_) => self.counters.wrong_version += 1,
+            DecodeError::WrongCluster(_) => self.counters.wrong_cluster += 1,
+        }
+        tracing::debug!(%from, %error, "dropped datagram");
+    }
+
+    fn answer_status(&mut self, request: StatusRequest, header: Header, from: SocketAddr) {
+        let node = match (&self.status, self.core.state()) {
+            (Some(status), Some(state)) => status(state),
+            _ => Vec::new(),
+        };
+        let reply = StatusReply {
+            nonce: request.nonce,
+            id: wire_id(self.core.id()),
+            counters: self.counters.clone(),
+            node,
+        };
+        let reply_header = Header {
+            kind: FrameKind::StatusReply,
+            cluster: self.cluster,
+            sender: wire_id(self.core.id()),
+            receiver: header.sender,
+        };
+        let mut buffer = Vec::new();
+        match codec::encode(&reply_header, &reply, &mut buffer) {
+            // Best effort: the operator asks again if the reply is lost.
+            Ok(()) => {
+                if self.socket.try_send_to(&buffer, from).is_err() {
+                    self.counters.send_errors += 1;
+                }
+            }
+            Err(error) => {
+                self.counters.oversized_outgoing += 1;
+                tracing::error!(%error, "status reply not sent");
+            }
+        }
+    }
+
+    async fn send_all(&mut self, messages: Vec<(Id, A::Msg)>, buffer: &mut Vec<u8>) {
+        let sender = wire_id(self.core.id());
+        for (dst, msg) in messages {
+            let Some(address) = self.book.address_of(dst) else {
+                self.counters.unroutable += 1;
+                tracing::debug!(?dst, "no address for the receiver; message dropped");
+                continue;
+            };
+            let header = Header {
+                kind: FrameKind::Protocol,
+                cluster: self.cluster,
+                sender,
+                receiver: wire_id(dst),
+            };
+            if let Err(error) = codec::encode(&header, &msg, buffer) {
+                self.counters.oversized_outgoing += 1;
+                tracing::error!(?dst, %error, "message not sent");
+                continue;
+            }
+            // UDP sends rarely wait; a failure (no route, buffer full) is a lost datagram,
+            // which the protocol tolerates.
+            match self.socket.send_to(buffer, address).await {
+                Ok(_) => self.counters.sent += 1,
+                Err(error) => {
+                    self.counters.send_errors += 1;
+                    tracing::debug!(%address, %error, "send failed");
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}

@@ -1,0 +1,45 @@
+//! The deployable runtime: drives any stateright [`Actor`] unchanged over UDP with real
+//! timers and durable storage.
+//!
+//! - [`core`]: the actor and its state, one function call per step, and the step observer.
+//! - [`event_loop`]: sockets, timers, group commit and sending.
+//! - [`storage`]: the checksummed snapshot and log on disk.
+//! - [`peers`]: ids to addresses, and whose datagrams to believe.
+//! - [`timers`], [`random`], [`counters`]: small parts of the loop.
+//!
+//! The runtime knows nothing about the protocol: it moves bytes, fires timers and persists
+//! storage. The only rule it enforces is the one the protocol's safety rests on: no message of
+//! a step leaves the process before the storage saved by that step (and by every step before
+//! it) is on disk.
+//!
+//! [`Actor`]: stateright::actor::Actor
+
+pub mod core;
+pub mod counters;
+pub mod event_loop;
+pub mod peers;
+pub mod random;
+pub mod storage;
+pub mod timers;
+
+pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver};
+pub use counters::Counters;
+pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
+pub use peers::{AddressBook, FIRST_CLIENT_ID, MAX_CLIENT_ADDRESSES};
+pub use random::SplitMix64;
+pub use storage::{DurableStore, Identity, StorageError, SyncPolicy};
+
+use serde::{Deserialize, Serialize};
+
+/// The runtime's answer to a status request: who answers, its drop counters, and what the
+/// caller-provided [`StatusFn`] says about the actor's state (encoded by that function).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The nonce of the request this answers.
+    pub nonce: u64,
+    /// The answering actor's id.
+    pub id: u64,
+    pub counters: Counters,
+    /// Opaque to the runtime.
+    pub node: Vec<u8>,
+}

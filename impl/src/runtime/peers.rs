@@ -1,0 +1,131 @@
+//! Maps logical ids to socket addresses, and decides whose datagrams to believe.
+//!
+//! Replica ids are below [`FIRST_CLIENT_ID`] and have fixed addresses from the cluster
+//! configuration: a datagram claiming a replica id is accepted only from that replica's
+//! address, so one replica cannot be impersonated by a stray process (this is a guard against
+//! mistakes, not against an attacker, who can forge source addresses). Client ids are chosen
+//! at random by each client process at or above [`FIRST_CLIENT_ID`], and are accepted from any
+//! address; the runtime remembers where each client is, for the replies, in a bounded table.
+
+use stateright::actor::Id;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+/// Client ids start here; replica ids are below.
+pub const FIRST_CLIENT_ID: u64 = 1 << 32;
+
+/// The most client addresses a runtime remembers; the oldest is forgotten first. A forgotten
+/// client that retries is learned again from its next request.
+pub const MAX_CLIENT_ADDRESSES: usize = 16_384;
+
+/// The numeric value of an id on the wire.
+pub fn wire_id(id: Id) -> u64 {
+    usize::from(id) as u64
+}
+
+/// The id of a numeric wire value.
+pub fn id_of_wire(value: u64) -> Id {
+    Id::from(value as usize)
+}
+
+/// Why a datagram's claimed sender is not believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderRejected {
+    /// A replica id not in the configuration.
+    UnknownReplica,
+    /// A configured replica id, from another address.
+    WrongAddress,
+}
+
+/// The address book of one runtime.
+#[derive(Debug, Clone)]
+pub struct AddressBook {
+    replicas: BTreeMap<Id, SocketAddr>,
+    clients: HashMap<Id, SocketAddr>,
+    /// Client ids in the order they were first seen, for eviction.
+    client_order: VecDeque<Id>,
+}
+
+impl AddressBook {
+    /// A book with the configured replica addresses.
+    pub fn new(replicas: BTreeMap<Id, SocketAddr>) -> Self {
+        Self {
+            replicas,
+            clients: HashMap::new(),
+            client_order: VecDeque::new(),
+        }
+    }
+
+    /// The configured replicas.
+    pub fn replicas(&self) -> &BTreeMap<Id, SocketAddr> {
+        &self.replicas
+    }
+
+    /// Where to send a message for `id`.
+    pub fn address_of(&self, id: Id) -> Option<SocketAddr> {
+        self.replicas
+            .get(&id)
+            .or_else(|| self.clients.get(&id))
+            .copied()
+    }
+
+    /// Checks the claimed `sender` of a datagram from `from`, learning a client's address.
+    pub fn admit(&mut self, sender: u64, from: SocketAddr) -> Result<Id, SenderRejected> {
+        let id = id_of_wire(sender);
+        if sender < FIRST_CLIENT_ID {
+            return match self.replicas.get(&id) {
+                Some(address) if *address == from => Ok(id),
+                Some(_) => Err(SenderRejected::WrongAddress),
+                None => Err(SenderRejected::UnknownReplica),
+            };
+        }
+        match self.clients.insert(id, from) {
+            Some(_) => {}
+            None => {
+                self.client_order.push_back(id);
+                while self.client_order.len() > MAX_CLIENT_ADDRESSES {
+                    if let Some(oldest) = self.client_order.pop_front() {
+                        self.clients.remove(&oldest);
+                    }
+                }
+            }
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn replicas_only_from_their_address_clients_from_anywhere_and_bounded() {
+        let mut book = AddressBook::new(BTreeMap::from([(Id::from(0), address(1000))]));
+        assert_eq!(book.admit(0, address(1000)), Ok(Id::from(0)));
+        assert_eq!(
+            book.admit(0, address(1001)),
+            Err(SenderRejected::WrongAddress)
+        );
+        assert_eq!(
+            book.admit(5, address(1000)),
+            Err(SenderRejected::UnknownReplica)
+        );
+        let client = FIRST_CLIENT_ID + 9;
+        assert!(book.admit(client, address(2000)).is_ok());
+        assert_eq!(book.address_of(id_of_wire(client)), Some(address(2000)));
+        for n in 0..MAX_CLIENT_ADDRESSES as u64 {
+            book.admit(FIRST_CLIENT_ID + 100 + n, address(3000))
+                .unwrap();
+        }
+        assert_eq!(
+            book.address_of(id_of_wire(client)),
+            None,
+            "the oldest is evicted"
+        );
+        assert_eq!(book.clients.len(), MAX_CLIENT_ADDRESSES);
+    }
+}

@@ -1,0 +1,735 @@
+//! Durable storage for an actor's `Storage`: a checksummed snapshot plus an append-only log of
+//! changes, fsync'd before anything that depends on them is sent.
+//!
+//! A data directory holds:
+//!
+//! ```text
+//! identity        which cluster and replica the directory belongs to (text)
+//! lock            held (flock) while a process uses the directory
+//! snapshot.<g>    "SMRSNAP1" | generation u64 | length u64 | crc32 u32 | postcard(Storage)
+//! log.<g>         "SMRLOG01" | generation u64 | records...
+//!   record        length u32 | crc32(payload) u32 | crc32(length, crc) u32 | postcard(changes)
+//! ```
+//!
+//! All integers are little-endian. The state is `snapshot.<g>` with the records of `log.<g>`
+//! applied in order, for the highest generation `g`. One record holds every change of one group
+//! commit, so a group is durable entirely or not at all.
+//!
+//! Crash safety. Snapshots and new logs are written to a temporary file, fsync'd, renamed into
+//! place and the directory fsync'd, so a name never refers to a partial file. Log records are
+//! appended and fsync'd (fdatasync) before the runtime sends any message that depends on them.
+//! A crash can therefore leave only one thing incomplete: the last record of the newest log,
+//! which nobody was told about. On open such a torn record is dropped with a warning; any
+//! other damage (a checksum mismatch, an undecodable record, a missing file) is reported with
+//! the file, the byte offset and what is wrong, and the replica refuses to start.
+//!
+//! Compaction. When the log grows past [`COMPACT_LOG_BYTES`] and past the snapshot's size (so
+//! that compaction costs at most as much as the log it removes), the current state is written
+//! as `snapshot.<g+1>`, an empty `log.<g+1>` is created, and generation `g` is deleted. A crash
+//! in between leaves generation `g+1` complete (the newest snapshot wins) or not yet there.
+
+use crate::replica::Durable;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The log is compacted into a new snapshot once it is larger than this (and than the snapshot).
+pub const COMPACT_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest log record or snapshot accepted on reading; anything larger is corruption.
+pub const MAX_RECORD_BYTES: u64 = 1 << 30;
+
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SMRSNAP1";
+const LOG_MAGIC: [u8; 8] = *b"SMRLOG01";
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 8 + 4;
+const LOG_HEADER_BYTES: u64 = 16;
+const RECORD_HEADER_BYTES: usize = 12;
+const IDENTITY_FILE: &str = "identity";
+const IDENTITY_FORMAT: &str = "smr-data-dir 1";
+
+/// Whether commits wait for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// fsync (fdatasync for log appends) before a commit returns. The default, and the only
+    /// setting under which an acknowledged write survives a power failure.
+    Fsync,
+    /// UNSAFE: never wait for the disk. A crash of the machine (not just the process) can lose
+    /// acknowledged writes and break the protocol's guarantees. For experiments only.
+    UnsafeNoFsync,
+}
+
+/// Which cluster and replica a data directory belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cluster: u64,
+    pub replica: u64,
+}
+
+/// A storage failure: fatal for the process.
+#[derive(Debug)]
+pub struct StorageError {
+    pub path: PathBuf,
+    /// Byte offset in the file where the problem is, when it is about a file's content.
+    pub offset: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(offset) => write!(
+                f,
+                "storage {} at byte {offset}: {}",
+                self.path.display(),
+                self.what
+            ),
+            None => write!(f, "storage {}: {}", self.path.display(), self.what),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+fn failure(path: &Path, offset: Option<u64>, what: impl Into<String>) -> StorageError {
+    StorageError {
+        path: path.to_path_buf(),
+        offset,
+        what: what.into(),
+    }
+}
+
+fn io_failure(path: &Path, doing: &str, error: std::io::Error) -> StorageError {
+    failure(path, None, format!("{doing}: {error}"))
+}
+
+/// An open data directory.
+pub struct DurableStore<S: Durable> {
+    dir: PathBuf,
+    /// Holds the directory's lock for as long as the store lives.
+    _lock: File,
+    sync: SyncPolicy,
+    generation: u64,
+    /// The log of the current generation, opened for appending; `None` before the first save.
+    log: Option<File>,
+    log_bytes: u64,
+    snapshot_bytes: u64,
+    /// Exactly what the files hold, to compute the changes of the next commit.
+    image: Option<S>,
+}
+
+impl<S: Durable> std::fmt::Debug for DurableStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableStore")
+            .field("dir", &self.dir)
+            .field("generation", &self.generation)
+            .field("log_bytes", &self.log_bytes)
+            .finish()
+    }
+}
+
+impl<S: Durable> DurableStore<S> {
+    /// Opens (creating if needed) the data directory `dir` for `identity`, and reads back what
+    /// it holds: `None` for a brand-new directory.
+    pub fn open(
+        dir: &Path,
+        identity: Identity,
+        sync: SyncPolicy,
+    ) -> Result<(Self, Option<S>), StorageError> {
+        fs::create_dir_all(dir).map_err(|e| io_failure(dir, "cannot create the directory", e))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_failure(&lock_path, "cannot open", e))?;
+        lock.try_lock().map_err(|_| {
+            failure(
+                dir,
+                None,
+                "the data directory is in use by another process (its lock is held)",
+            )
+        })?;
+        let files = Generations::scan(dir)?;
+        check_identity(dir, identity, files.snapshots.is_empty(), sync)?;
+        let mut store = Self {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            sync,
+            generation: 0,
+            log: None,
+            log_bytes: 0,
+            snapshot_bytes: 0,
+            image: None,
+        };
+        let Some(&generation) = files.snapshots.last() else {
+            if let Some(log) = files.logs.first() {
+                return Err(failure(
+                    &dir.join(format!("log.{log}")),
+                    None,
+                    "a log without any snapshot: the directory is damaged",
+                ));
+            }
+            return Ok((store, None));
+        };
+        if let Some(log) = files.logs.iter().find(|log| **log > generation) {
+            return Err(failure(
+                &dir.join(format!("log.{log}")),
+                None,
+                format!("a log newer than the newest snapshot (snapshot.{generation}): the directory is damaged"),
+            ));
+        }
+        let snapshot_path = dir.join(format!("snapshot.{generation}"));
+        let (mut state, snapshot_bytes) = read_snapshot::<S>(&snapshot_path, generation)?;
+        let log_path = dir.join(format!("log.{generation}"));
+        let log_bytes = if files.logs.contains(&generation) {
+            replay_log(&log_path, generation, &mut state, sync)?
+        } else {
+            // The crash came between the snapshot's rename and the new log's.
+            create_log(dir, generation, sync)?
+        };
+        // Older generations are superseded by the verified newest one.
+        for old in files.snapshots.iter().filter(|g| **g < generation) {
+            remove(&dir.join(format!("snapshot.{old}")))?;
+        }
+        for old in files.logs.iter().filter(|g| **g < generation) {
+            remove(&dir.join(format!("log.{old}")))?;
+        }
+        store.generation = generation;
+        store.snapshot_bytes = snapshot_bytes;
+        store.log_bytes = log_bytes;
+        store.log = Some(open_append(&log_path)?);
+        store.image = Some(state.clone());
+        Ok((store, Some(state)))
+    }
+
+    /// Makes `latest` durable: appends its changes since the last commit as one record and
+    /// waits for the disk (unless the policy is unsafe). Compacts when the log is large.
+    pub fn commit(&mut self, latest: &S) -> Result<(), StorageError> {
+        let Some(image) = &self.image else {
+            // The first save of a brand-new directory is a snapshot of its own.
+            self.write_generation(self.generation + 1, latest)?;
+            self.image = Some(latest.clone());
+            return Ok(());
+        };
+        let changes = latest.changes_since(image);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let log_path = self.log_path(self.generation);
+        let payload = postcard::to_stdvec(&changes)
+            .map_err(|e| failure(&log_path, None, format!("cannot encode changes: {e}")))?;
+        let record = encode_record(&payload);
+        let log = self.log.as_mut().expect("a store with an image has a log");
+        log.write_all(&record)
+            .map_err(|e| io_failure(&log_path, "cannot append", e))?;
+        if self.sync == SyncPolicy::Fsync {
+            log.sync_data()
+                .map_err(|e| io_failure(&log_path, "cannot fsync", e))?;
+        }
+        self.log_bytes += record.len() as u64;
+        self.image = Some(latest.clone());
+        if self.log_bytes > COMPACT_LOG_BYTES && self.log_bytes > self.snapshot_bytes {
+            self.write_generation(self.generation + 1, latest)?;
+        }
+        Ok(())
+    }
+
+    /// The current generation (for diagnostics and tests).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn log_path(&self, generation: u64) -> PathBuf {
+        self.dir.join(format!("log.{generation}"))
+    }
+
+    /// Writes `state` as snapshot `generation` with an empty log, then removes the previous
+    /// generation.
+    fn write_generation(&mut self, generation: u64, state: &S) -> Result<(), StorageError> {
+        let snapshot_path = self.dir.join(format!("snapshot.{generation}"));
+        let payload = postcard::to_stdvec(state)
+            .map_err(|e| failure(&snapshot_path, None, format!("cannot encode: {e}")))?;
+        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&generation.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        write_atomically(&self.dir, &snapshot_path, &bytes, self.sync)?;
+        let log_bytes = create_log(&self.dir, generation, self.sync)?;
+        let previous = self.generation;
+        self.generation = generation;
+        self.log = Some(open_append(&self.log_path(generation))?);
+        self.log_bytes = log_bytes;
+        self.snapshot_bytes = bytes.len() as u64;
+        if previous > 0 {
+            remove(&self.dir.join(format!("snapshot.{previous}")))?;
+            remove(&self.log_path(previous))?;
+        }
+        Ok(())
+    }
+}
+
+/// The generations present in a directory.
+struct Generations {
+    snapshots: Vec<u64>,
+    logs: Vec<u64>,
+}
+
+impl Generations {
+    fn scan(dir: &Path) -> Result<Self, StorageError> {
+        let mut files = Generations {
+            snapshots: Vec::new(),
+            logs: Vec::new(),
+        };
+        let entries = fs::read_dir(dir).map_err(|e| io_failure(dir, "cannot list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_failure(dir, "cannot list", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                // A write that a crash interrupted before its rename: never part of the state.
+                remove(&entry.path())?;
+                continue;
+            }
+            let Some((kind, number)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(number) = number.parse::<u64>() else {
+                continue;
+            };
+            match kind {
+                "snapshot" => files.snapshots.push(number),
+                "log" => files.logs.push(number),
+                _ => {}
+            }
+        }
+        files.snapshots.sort_unstable();
+        files.logs.sort_unstable();
+        Ok(files)
+    }
+}
+
+/// Checks (or, for a new directory, records) which cluster and replica the directory is for.
+fn check_identity(
+    dir: &Path,
+    identity: Identity,
+    is_new: bool,
+    sync: SyncPolicy,
+) -> Result<(), StorageError> {
+    let path = dir.join(IDENTITY_FILE);
+    let expected = format!(
+        "{IDENTITY_FORMAT}\ncluster {:#018x}\nreplica {}\n",
+        identity.cluster, identity.replica
+    );
+    match fs::read_to_string(&path) {
+        Ok(found) if found == expected => Ok(()),
+        Ok(found) => Err(failure(
+            &path,
+            None,
+            format!(
+                "this data directory belongs to another replica or cluster: it says {:?}, this replica is {:?}",
+                found.trim().replace('\n', ", "),
+                expected.trim().replace('\n', ", ")
+            ),
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && is_new => {
+            write_atomically(dir, &path, expected.as_bytes(), sync)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(failure(
+            &path,
+            None,
+            "missing, but the directory holds replica state: refusing to guess whose it is",
+        )),
+        Err(error) => Err(io_failure(&path, "cannot read", error)),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(|e| io_failure(path, "cannot read", e))?;
+    Ok(bytes)
+}
+
+fn read_snapshot<S: Durable>(path: &Path, generation: u64) -> Result<(S, u64), StorageError> {
+    let bytes = read_file(path)?;
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
+        return Err(failure(
+            path,
+            Some(0),
+            format!("{} bytes, shorter than a snapshot header", bytes.len()),
+        ));
+    }
+    if bytes[0..8] != SNAPSHOT_MAGIC {
+        return Err(failure(path, Some(0), "not a snapshot (wrong magic)"));
+    }
+    let found_generation = u64_at(&bytes, 8);
+    if found_generation != generation {
+        return Err(failure(
+            path,
+            Some(8),
+            format!("holds generation {found_generation}, its name says {generation}"),
+        ));
+    }
+    let length = u64_at(&bytes, 16);
+    let crc = u32_at(&bytes, 24);
+    let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() as u64 != length {
+        return Err(failure(
+            path,
+            Some(16),
+            format!(
+                "the header says {length} bytes of state, the file has {}",
+                payload.len()
+            ),
+        ));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(failure(
+            path,
+            Some(SNAPSHOT_HEADER_BYTES as u64),
+            "checksum mismatch: the snapshot is corrupt",
+        ));
+    }
+    let state = postcard::from_bytes(payload).map_err(|e| {
+        failure(
+            path,
+            Some(SNAPSHOT_HEADER_BYTES as u64),
+            format!("checksum ok but the state does not decode: {e}"),
+        )
+    })?;
+    Ok((state, bytes.len() as u64))
+}
+
+/// Applies the records of a log to `state`; drops a torn final record. Returns the log's
+/// valid length.
+fn replay_log<S: Durable>(
+    path: &Path,
+    generation: u64,
+    state: &mut S,
+    sync: SyncPolicy,
+) -> Result<u64, StorageError> {
+    let bytes = read_file(path)?;
+    if bytes.len() < LOG_HEADER_BYTES as usize || bytes[0..8] != LOG_MAGIC {
+        return Err(failure(path, Some(0), "not a log (short or wrong magic)"));
+    }
+    if u64_at(&bytes, 8) != generation {
+        return Err(failure(
+            path,
+            Some(8),
+            format!(
+                "holds generation {}, its name says {generation}",
+                u64_at(&bytes, 8)
+            ),
+        ));
+    }
+    let mut offset = LOG_HEADER_BYTES as usize;
+    while offset < bytes.len() {
+        match parse_record(&bytes, offset) {
+            Record::Complete { payload, next } => {
+                let changes: Vec<S::Change> = postcard::from_bytes(payload).map_err(|e| {
+                    failure(
+                        path,
+                        Some(offset as u64),
+                        format!("record checksum ok but it does not decode: {e}"),
+                    )
+                })?;
+                for change in changes {
+                    state.apply(change);
+                }
+                offset = next;
+            }
+            Record::Torn(why) => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset,
+                    dropped_bytes = bytes.len() - offset,
+                    "dropping a torn final log record ({why}); it was never acknowledged"
+                );
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io_failure(path, "cannot open to truncate", e))?;
+                file.set_len(offset as u64)
+                    .map_err(|e| io_failure(path, "cannot truncate", e))?;
+                if sync == SyncPolicy::Fsync {
+                    file.sync_all()
+                        .map_err(|e| io_failure(path, "cannot fsync", e))?;
+                }
+                break;
+            }
+            Record::Corrupt(what) => return Err(failure(path, Some(offset as u64), what)),
+        }
+    }
+    Ok(offset as u64)
+}
+
+enum Record<'a> {
+    Complete {
+        payload: &'a [u8],
+        next: usize,
+    },
+    /// An incomplete write at the end of the file.
+    Torn(&'static str),
+    Corrupt(String),
+}
+
+fn parse_record(bytes: &[u8], offset: usize) -> Record<'_> {
+    let rest = &bytes[offset..];
+    let only_zeros_follow = rest.iter().all(|b| *b == 0);
+    if rest.len() < RECORD_HEADER_BYTES {
+        return Record::Torn("incomplete record header");
+    }
+    let length = u32_at(rest, 0);
+    let crc = u32_at(rest, 4);
+    if crc32fast::hash(&rest[0..8]) != u32_at(rest, 8) {
+        // A header is written in one piece; if it is wrong and nothing but zeros follows, the
+        // write was cut short (the file grew, the data did not land). Otherwise it is damage.
+        return if only_zeros_follow {
+            Record::Torn("zero-filled record header")
+        } else {
+            Record::Corrupt("record header checksum mismatch".into())
+        };
+    }
+    if u64::from(length) > MAX_RECORD_BYTES {
+        return Record::Corrupt(format!("record length {length} exceeds the maximum"));
+    }
+    let end = RECORD_HEADER_BYTES + length as usize;
+    if rest.len() < end {
+        return Record::Torn("record extends past the end of the file");
+    }
+    let payload = &rest[RECORD_HEADER_BYTES..end];
+    if crc32fast::hash(payload) != crc {
+        // The last record's payload may be partly written; a bad record followed by others
+        // cannot be a torn write.
+        return if rest.len() == end {
+            Record::Torn("final record's payload checksum mismatch")
+        } else {
+            Record::Corrupt("record checksum mismatch".into())
+        };
+    }
+    Record::Complete {
+        payload,
+        next: offset + end,
+    }
+}
+
+fn encode_record(payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let header_crc = crc32fast::hash(&record[0..8]);
+    record.extend_from_slice(&header_crc.to_le_bytes());
+    record.extend_from_slice(payload);
+    record
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+/// Creates the empty log of `generation`; returns its length.
+fn create_log(dir: &Path, generation: u64, sync: SyncPolicy) -> Result<u64, StorageError> {
+    let mut header = Vec::with_capacity(LOG_HEADER_BYTES as usize);
+    header.extend_from_slice(&LOG_MAGIC);
+    header.extend_from_slice(&generation.to_le_bytes());
+    write_atomically(dir, &dir.join(format!("log.{generation}")), &header, sync)?;
+    Ok(LOG_HEADER_BYTES)
+}
+
+fn open_append(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| io_failure(path, "cannot open for appending", e))
+}
+
+/// Writes `bytes` to `path` so that `path` holds either its old content or all of `bytes`:
+/// temporary file, fsync, rename, directory fsync.
+fn write_atomically(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    sync: SyncPolicy,
+) -> Result<(), StorageError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file =
+        File::create(&temporary).map_err(|e| io_failure(&temporary, "cannot create", e))?;
+    file.write_all(bytes)
+        .map_err(|e| io_failure(&temporary, "cannot write", e))?;
+    if sync == SyncPolicy::Fsync {
+        file.sync_all()
+            .map_err(|e| io_failure(&temporary, "cannot fsync", e))?;
+    }
+    fs::rename(&temporary, path).map_err(|e| io_failure(path, "cannot rename into place", e))?;
+    sync_dir(dir, sync)
+}
+
+fn sync_dir(dir: &Path, sync: SyncPolicy) -> Result<(), StorageError> {
+    if sync == SyncPolicy::Fsync {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_failure(dir, "cannot fsync the directory", e))?;
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_failure(path, "cannot remove", error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ballot::Ballot;
+    use crate::replica::{Accepted, Storage};
+    use spec::Command;
+    use stateright::actor::Id;
+
+    const IDENTITY: Identity = Identity {
+        cluster: 7,
+        replica: 1,
+    };
+
+    fn storage_with(slots: u64) -> Storage {
+        let mut storage = Storage {
+            promised: Ballot {
+                round: 2,
+                leader: Id::from(1),
+            },
+            ..Storage::default()
+        };
+        for slot in 0..slots {
+            storage.accepted.insert(
+                slot,
+                Accepted {
+                    ballot: storage.promised,
+                    command: Command::Noop,
+                },
+            );
+        }
+        storage
+    }
+
+    fn open(dir: &Path) -> Result<(DurableStore<Storage>, Option<Storage>), StorageError> {
+        DurableStore::open(dir, IDENTITY, SyncPolicy::Fsync)
+    }
+
+    #[test]
+    fn what_was_committed_is_read_back_and_a_new_directory_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, loaded) = open(dir.path()).unwrap();
+        assert!(loaded.is_none());
+        for slots in 1..=5 {
+            store.commit(&storage_with(slots)).unwrap();
+        }
+        drop(store);
+        let (_, loaded) = open(dir.path()).unwrap();
+        assert_eq!(loaded, Some(storage_with(5)));
+    }
+
+    #[test]
+    fn a_torn_final_record_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(&storage_with(1)).unwrap();
+        store.commit(&storage_with(2)).unwrap();
+        store.commit(&storage_with(3)).unwrap();
+        let log = dir.path().join(format!("log.{}", store.generation()));
+        drop(store);
+        let length = fs::metadata(&log).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(length - 3)
+            .unwrap();
+        let (mut store, loaded) = open(dir.path()).unwrap();
+        assert_eq!(loaded, Some(storage_with(2)));
+        // Appending after the truncation works and is read back.
+        store.commit(&storage_with(4)).unwrap();
+        drop(store);
+        assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(4)));
+    }
+
+    #[test]
+    fn a_corrupt_record_in_the_middle_refuses_to_open_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(&storage_with(1)).unwrap();
+        store.commit(&storage_with(2)).unwrap();
+        store.commit(&storage_with(3)).unwrap();
+        let log = dir.path().join(format!("log.{}", store.generation()));
+        drop(store);
+        let mut bytes = fs::read(&log).unwrap();
+        let at = LOG_HEADER_BYTES as usize + RECORD_HEADER_BYTES + 1;
+        bytes[at] ^= 0xff;
+        fs::write(&log, &bytes).unwrap();
+        let error = open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("checksum mismatch"), "{error}");
+        assert!(error.contains("at byte 16"), "{error}");
+    }
+
+    #[test]
+    fn a_corrupt_snapshot_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(&storage_with(3)).unwrap();
+        let snapshot = dir.path().join(format!("snapshot.{}", store.generation()));
+        drop(store);
+        let mut bytes = fs::read(&snapshot).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        fs::write(&snapshot, &bytes).unwrap();
+        let error = open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("snapshot is corrupt"), "{error}");
+    }
+
+    #[test]
+    fn compaction_keeps_the_state_and_removes_the_old_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(&storage_with(1)).unwrap();
+        let first = store.generation();
+        store.write_generation(first + 1, &storage_with(2)).unwrap();
+        store.image = Some(storage_with(2));
+        store.commit(&storage_with(3)).unwrap();
+        drop(store);
+        assert!(!dir.path().join(format!("snapshot.{first}")).exists());
+        assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(3)));
+    }
+
+    #[test]
+    fn a_directory_is_never_used_by_another_replica_nor_by_two_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(&storage_with(1)).unwrap();
+        let busy = open(dir.path()).unwrap_err().to_string();
+        assert!(busy.contains("in use"), "{busy}");
+        drop(store);
+        let other = Identity {
+            cluster: 7,
+            replica: 2,
+        };
+        let error = DurableStore::<Storage>::open(dir.path(), other, SyncPolicy::Fsync)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("belongs to another replica"), "{error}");
+    }
+}
