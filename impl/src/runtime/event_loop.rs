@@ -228,7 +228,7 @@ where
                     (Some(latest), Some(mut store)) => {
                         committing = std::mem::take(&mut staged.messages);
                         in_flight = Some(tokio::task::spawn_blocking(move || {
-                            store.commit(&latest).map(|()| store)
+                            store.commit(latest).map(|()| store)
                         }));
                     }
                     (_, store) => {

@@ -143,13 +143,15 @@ impl<S: Durable> DurableStore<S> {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_failure(&lock_path, "cannot open", e))?;
-        lock.try_lock().map_err(|_| {
-            failure(
-                dir,
-                None,
-                "the data directory is in use by another process (its lock is held)",
-            )
-        })?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                failure(
+                    dir,
+                    None,
+                    "the data directory is in use by another process (its lock is held)",
+                )
+            },
+        )?;
         let files = Generations::scan(dir)?;
         check_identity(dir, identity, files.snapshots.is_empty(), sync)?;
         let mut store = Self {
@@ -205,11 +207,11 @@ impl<S: Durable> DurableStore<S> {
 
     /// Makes `latest` durable: appends its changes since the last commit as one record and
     /// waits for the disk (unless the policy is unsafe). Compacts when the log is large.
-    pub fn commit(&mut self, latest: &S) -> Result<(), StorageError> {
+    pub fn commit(&mut self, latest: S) -> Result<(), StorageError> {
         let Some(image) = &self.image else {
             // The first save of a brand-new directory is a snapshot of its own.
-            self.write_generation(self.generation + 1, latest)?;
-            self.image = Some(latest.clone());
+            self.write_generation(self.generation + 1, &latest)?;
+            self.image = Some(latest);
             return Ok(());
         };
         let changes = latest.changes_since(image);
@@ -228,10 +230,10 @@ impl<S: Durable> DurableStore<S> {
                 .map_err(|e| io_failure(&log_path, "cannot fsync", e))?;
         }
         self.log_bytes += record.len() as u64;
-        self.image = Some(latest.clone());
         if self.log_bytes > COMPACT_LOG_BYTES && self.log_bytes > self.snapshot_bytes {
-            self.write_generation(self.generation + 1, latest)?;
+            self.write_generation(self.generation + 1, &latest)?;
         }
+        self.image = Some(latest);
         Ok(())
     }
 
@@ -637,7 +639,7 @@ mod tests {
         let (mut store, loaded) = open(dir.path()).unwrap();
         assert!(loaded.is_none());
         for slots in 1..=5 {
-            store.commit(&storage_with(slots)).unwrap();
+            store.commit(storage_with(slots)).unwrap();
         }
         drop(store);
         let (_, loaded) = open(dir.path()).unwrap();
@@ -648,9 +650,9 @@ mod tests {
     fn a_torn_final_record_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
-        store.commit(&storage_with(1)).unwrap();
-        store.commit(&storage_with(2)).unwrap();
-        store.commit(&storage_with(3)).unwrap();
+        store.commit(storage_with(1)).unwrap();
+        store.commit(storage_with(2)).unwrap();
+        store.commit(storage_with(3)).unwrap();
         let log = dir.path().join(format!("log.{}", store.generation()));
         drop(store);
         let length = fs::metadata(&log).unwrap().len();
@@ -663,7 +665,7 @@ mod tests {
         let (mut store, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded, Some(storage_with(2)));
         // Appending after the truncation works and is read back.
-        store.commit(&storage_with(4)).unwrap();
+        store.commit(storage_with(4)).unwrap();
         drop(store);
         assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(4)));
     }
@@ -672,9 +674,9 @@ mod tests {
     fn a_corrupt_record_in_the_middle_refuses_to_open_and_says_where() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
-        store.commit(&storage_with(1)).unwrap();
-        store.commit(&storage_with(2)).unwrap();
-        store.commit(&storage_with(3)).unwrap();
+        store.commit(storage_with(1)).unwrap();
+        store.commit(storage_with(2)).unwrap();
+        store.commit(storage_with(3)).unwrap();
         let log = dir.path().join(format!("log.{}", store.generation()));
         drop(store);
         let mut bytes = fs::read(&log).unwrap();
@@ -690,7 +692,7 @@ mod tests {
     fn a_corrupt_snapshot_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
-        store.commit(&storage_with(3)).unwrap();
+        store.commit(storage_with(3)).unwrap();
         let snapshot = dir.path().join(format!("snapshot.{}", store.generation()));
         drop(store);
         let mut bytes = fs::read(&snapshot).unwrap();
@@ -705,11 +707,11 @@ mod tests {
     fn compaction_keeps_the_state_and_removes_the_old_generation() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
-        store.commit(&storage_with(1)).unwrap();
+        store.commit(storage_with(1)).unwrap();
         let first = store.generation();
         store.write_generation(first + 1, &storage_with(2)).unwrap();
         store.image = Some(storage_with(2));
-        store.commit(&storage_with(3)).unwrap();
+        store.commit(storage_with(3)).unwrap();
         drop(store);
         assert!(!dir.path().join(format!("snapshot.{first}")).exists());
         assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(3)));
@@ -719,7 +721,7 @@ mod tests {
     fn a_directory_is_never_used_by_another_replica_nor_by_two_processes() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
-        store.commit(&storage_with(1)).unwrap();
+        store.commit(storage_with(1)).unwrap();
         let busy = open(dir.path()).unwrap_err().to_string();
         assert!(busy.contains("in use"), "{busy}");
         drop(store);

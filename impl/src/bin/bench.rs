@@ -1,0 +1,401 @@
+//! `bench`: starts a local cluster and measures throughput and latency.
+//!
+//! ```text
+//! cargo run --release -p smr --bin bench -- --replicas 3 --clients 64 --seconds 10
+//! cargo run --release -p smr --bin bench -- --replicas 3 --clients 64 --rate 20000
+//! ```
+//!
+//! Each replica runs on its own thread with its own single-threaded async runtime, UDP socket
+//! and temporary data directory (fsync on unless told otherwise), as separate processes
+//! would. The clients are the protocol's client actor on the same runtime, one socket each,
+//! on one more thread: a load generator.
+//!
+//! Closed loop (the default): each client has one request outstanding and sends the next as
+//! soon as the answer comes. Open loop (`--rate`): requests are scheduled at a fixed total
+//! rate, spread over the clients, and latency is measured from the scheduled time, so a slow
+//! cluster is charged for the queueing it causes (no coordinated omission). A client whose
+//! answer comes early holds it until its next request is due (the runtime's `hold_until`
+//! hook), because the client actor sends the next request in the step that takes the answer.
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use smr::deploy::client::{client_runtime, fresh_client_id};
+use smr::deploy::{query_status, start_replica, Cluster, ReplicaOptions};
+use smr::message::Msg;
+use smr::node::{Node, NodeState};
+use smr::runtime::{Hooks, SplitMix64, SyncPolicy, FIRST_CLIENT_ID};
+use spec::{KvOp, Operation};
+use stateright::actor::Id;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Measures a local cluster: ops/s and p50/p99/p999 latency.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+struct Arguments {
+    /// Replicas in the cluster (3 or 5 are typical).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Concurrent clients, each with one request outstanding.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Length of the measurement, after the warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Warm-up before measuring (elections settle, caches fill).
+    #[arg(long, default_value_t = 1)]
+    warmup_seconds: u64,
+    /// Open loop: total requests per second, spread evenly over the clients.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Keys the requests spread over.
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Bytes per written value.
+    #[arg(long, default_value_t = 16)]
+    value_bytes: usize,
+    /// Fraction of requests that are gets rather than puts (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    read_fraction: f64,
+    /// Operations per client actor before the client starts afresh with a new client id
+    /// (a client actor keeps every answer, so it is bounded).
+    #[arg(long, default_value_t = 200)]
+    ops_per_client: usize,
+    /// UNSAFE, for experiments only: replicas do not wait for the disk.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let arguments = Arguments::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if arguments.replicas == 0 || arguments.clients == 0 || arguments.ops_per_client == 0 {
+        return Err("--replicas, --clients and --ops-per-client must be positive".into());
+    }
+    if !(0.0..=1.0).contains(&arguments.read_fraction) {
+        return Err("--read-fraction must be between 0 and 1".into());
+    }
+    if arguments.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
+        return Err("--rate must be positive".into());
+    }
+    let data = tempfile::tempdir()?;
+    // Bind first so the configuration can name the ports the system chose.
+    let sockets = (0..arguments.replicas)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = format!("cluster = \"bench-{}\"\n", std::process::id());
+    for (id, socket) in sockets.iter().enumerate() {
+        config.push_str(&format!(
+            "[[replica]]\nid = {id}\naddress = \"{}\"\n",
+            socket.local_addr()?
+        ));
+    }
+    let cluster = Cluster::parse(&config)?;
+    let sync = if arguments.unsafe_no_fsync {
+        SyncPolicy::UnsafeNoFsync
+    } else {
+        SyncPolicy::Fsync
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut replica_threads = Vec::new();
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let cluster = cluster.clone();
+        let dir = data.path().join(index.to_string());
+        let mut stopped = stopped.clone();
+        socket.set_nonblocking(true)?;
+        replica_threads.push(std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
+                let options = ReplicaOptions {
+                    sync,
+                    seed: 0x5eed ^ index as u64,
+                };
+                let replica =
+                    start_replica(&cluster, Id::from(index), &dir, Arc::new(socket), options)
+                        .map_err(|e| e.to_string())?;
+                replica
+                    .run(async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            })
+        }));
+    }
+    let load = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = load.block_on(drive(arguments.clone(), cluster.clone()))?;
+    let statuses = load.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        let me = FIRST_CLIENT_ID | 0xbe0c;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        Ok::<_, std::io::Error>(
+            query_status(&socket, cluster.id, me, &cluster.members, deadline).await,
+        )
+    })?;
+    let _ = stop.send(true);
+    for thread in replica_threads {
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("replica failed: {error}"),
+            Err(_) => eprintln!("replica thread panicked"),
+        }
+    }
+    print_report(&arguments, &report, &statuses);
+    Ok(())
+}
+
+/// What the clients measured.
+struct Report {
+    histogram: Histogram<u64>,
+    operations: u64,
+    measured: Duration,
+    retries_hint: u64,
+}
+
+/// Latencies and counts shared by the clients of the load thread.
+struct Shared {
+    histogram: Histogram<u64>,
+    operations: u64,
+    /// Answers that took longer than the retry timeout (a retry was probably sent).
+    slow: u64,
+}
+
+/// Per client actor: records each operation's latency as its answer arrives, and paces
+/// requests in open-loop mode.
+struct Measure {
+    shared: Arc<Mutex<Shared>>,
+    /// When each operation of this client actor was due (closed loop: when it was sent).
+    due: Vec<Instant>,
+    /// Answers recorded so far (= operations completed).
+    answered: usize,
+    open_loop: bool,
+    window: (Instant, Instant),
+    retry: Duration,
+}
+
+impl Hooks<Node> for Measure {
+    fn hold_until(&mut self, _src: Id, msg: &Msg, arrival: Instant) -> Option<Instant> {
+        let Msg::Reply { number, .. } = msg else {
+            return None;
+        };
+        // Request numbers count from 1; the answer to the operation in flight is number
+        // `answered + 1`. Duplicates and stale answers are not measured again.
+        if *number != self.answered as u64 + 1 {
+            return None;
+        }
+        let index = self.answered;
+        self.answered += 1;
+        let started = self.due[index];
+        let latency = arrival.saturating_duration_since(started);
+        if arrival >= self.window.0 && arrival < self.window.1 {
+            if let Ok(mut shared) = self.shared.lock() {
+                let micros = latency.as_micros().max(1) as u64;
+                let _ = shared.histogram.record(micros);
+                shared.operations += 1;
+                if latency > self.retry {
+                    shared.slow += 1;
+                }
+            }
+        }
+        if self.open_loop {
+            // Deliver the answer (and so send the next request) when the next one is due.
+            self.due.get(index + 1).copied()
+        } else {
+            if let Some(next) = self.due.get_mut(index + 1) {
+                *next = arrival;
+            }
+            None
+        }
+    }
+
+    fn should_stop(&mut self, state: &NodeState) -> bool {
+        state
+            .client()
+            .is_some_and(|client| client.next >= self.due.len())
+    }
+}
+
+async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String> {
+    let shared = Arc::new(Mutex::new(Shared {
+        histogram: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        operations: 0,
+        slow: 0,
+    }));
+    let start = Instant::now();
+    let window = (
+        start + Duration::from_secs(arguments.warmup_seconds),
+        start + Duration::from_secs(arguments.warmup_seconds + arguments.seconds),
+    );
+    let mut lanes = Vec::new();
+    for lane in 0..arguments.clients {
+        let arguments = arguments.clone();
+        let cluster = cluster.clone();
+        let shared = shared.clone();
+        lanes.push(tokio::spawn(async move {
+            run_lane(lane, arguments, cluster, shared, start, window).await
+        }));
+    }
+    for lane in lanes {
+        lane.await.map_err(|e| e.to_string())??;
+    }
+    let shared = shared.lock().map_err(|e| e.to_string())?;
+    Ok(Report {
+        histogram: shared.histogram.clone(),
+        operations: shared.operations,
+        measured: window.1 - window.0,
+        retries_hint: shared.slow,
+    })
+}
+
+/// One client lane: client actor after client actor, until the measurement window closes.
+async fn run_lane(
+    lane: usize,
+    arguments: Arguments,
+    cluster: Cluster,
+    shared: Arc<Mutex<Shared>>,
+    start: Instant,
+    window: (Instant, Instant),
+) -> Result<(), String> {
+    let first: SocketAddr = *cluster.members.values().next().ok_or("no replicas")?;
+    let socket = Arc::new(
+        tokio::net::UdpSocket::bind(smr::deploy::client::local_bind_address(first))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let mut random = SplitMix64::new(0xbe4c_0000 + lane as u64);
+    let value: String = "v".repeat(arguments.value_bytes);
+    let retry = Duration::from_millis(500);
+    // Open loop: this lane's share of the schedule, offset so lanes interleave.
+    let interval = arguments
+        .rate
+        .map(|rate| Duration::from_secs_f64(arguments.clients as f64 / rate));
+    let mut next_due = start
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(lane as f64 / arguments.clients as f64)
+        });
+    while Instant::now() < window.1 {
+        let ops: Vec<Operation> = (0..arguments.ops_per_client)
+            .map(|_| {
+                let key = format!("key{}", random.below(arguments.keys.max(1)));
+                let read = (random.next_u64() as f64 / u64::MAX as f64) < arguments.read_fraction;
+                Operation::Kv(if read {
+                    KvOp::Get { key: key.into() }
+                } else {
+                    KvOp::Put {
+                        key: key.into(),
+                        value: value.as_str().into(),
+                    }
+                })
+            })
+            .collect();
+        let due: Vec<Instant> = match interval {
+            Some(interval) => (0..ops.len())
+                .map(|k| next_due + interval * k as u32)
+                .collect(),
+            None => vec![Instant::now(); ops.len()],
+        };
+        if let Some(interval) = interval {
+            tokio::time::sleep_until(due[0].into()).await;
+            next_due = due[due.len() - 1] + interval;
+        }
+        let mut due = due;
+        if interval.is_none() {
+            due[0] = Instant::now();
+        }
+        let hooks = Measure {
+            shared: shared.clone(),
+            due,
+            answered: 0,
+            open_loop: interval.is_some(),
+            window,
+            retry,
+        };
+        let id = fresh_client_id(&mut random);
+        let runtime = client_runtime(
+            id,
+            cluster.id,
+            &cluster.members,
+            ops,
+            retry..retry + retry / 2,
+            socket.clone(),
+            random.next_u64(),
+        )
+        .with_hooks(Box::new(hooks));
+        runtime
+            .run(tokio::time::sleep_until(window.1.into()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn print_report(
+    arguments: &Arguments,
+    report: &Report,
+    statuses: &std::collections::BTreeMap<Id, smr::deploy::status::StatusAnswer>,
+) {
+    let mode = match arguments.rate {
+        Some(rate) => format!("open loop at {rate} ops/s"),
+        None => "closed loop".to_string(),
+    };
+    println!(
+        "{} replicas, {} clients, {mode}, {} s measured after {} s warm-up, fsync {}, {}% reads",
+        arguments.replicas,
+        arguments.clients,
+        report.measured.as_secs(),
+        arguments.warmup_seconds,
+        if arguments.unsafe_no_fsync {
+            "OFF (unsafe)"
+        } else {
+            "on"
+        },
+        (arguments.read_fraction * 100.0).round()
+    );
+    let seconds = report.measured.as_secs_f64();
+    let ms = |quantile: f64| report.histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    println!(
+        "throughput: {:.0} ops/s ({} operations)",
+        report.operations as f64 / seconds,
+        report.operations
+    );
+    println!(
+        "latency: p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms  max {:.3} ms",
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        report.histogram.max() as f64 / 1000.0
+    );
+    if report.retries_hint > 0 {
+        println!(
+            "note: {} operations took longer than the client retry timeout",
+            report.retries_hint
+        );
+    }
+    for (id, answer) in statuses {
+        if let Some(status) = &answer.status {
+            tracing::info!(replica = usize::from(*id), ?status, counters = ?answer.counters, "final status");
+            if status.role == "leader" {
+                let per_slot = report.operations as f64 / status.decided.max(1) as f64;
+                println!(
+                    "leader: replica {}, {} slots decided (about {:.1} measured requests per slot overall)",
+                    usize::from(*id),
+                    status.decided,
+                    per_slot
+                );
+            }
+        }
+    }
+}
