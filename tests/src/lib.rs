@@ -81,6 +81,7 @@ impl TestCluster {
         let options = smr::deploy::ReplicaOptions {
             sync: SyncPolicy::Fsync,
             seed: 1000 + id as u64,
+            inline_commit: false,
         };
         let runtime = start_replica(
             &self.cluster,

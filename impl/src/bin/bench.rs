@@ -65,6 +65,16 @@ struct Arguments {
     /// UNSAFE, for experiments only: replicas do not wait for the disk.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// Replicas commit on their own thread instead of handing each fsync to a blocking thread.
+    #[arg(long)]
+    inline_commit: bool,
+    /// The leader's Phase 2 window: undecided slots in flight (smaller windows make larger
+    /// batches).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Requests per batch at most.
+    #[arg(long)]
+    max_batch_requests: Option<usize>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -81,7 +91,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !(0.0..=1.0).contains(&arguments.read_fraction) {
         return Err("--read-fraction must be between 0 and 1".into());
     }
-    if arguments.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
+    if arguments
+        .rate
+        .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
+    {
         return Err("--rate must be positive".into());
     }
     let data = tempfile::tempdir()?;
@@ -96,7 +109,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             socket.local_addr()?
         ));
     }
+    config.push_str("[limits]\n");
+    if let Some(window) = arguments.window {
+        config.push_str(&format!("window = {window}\n"));
+    }
+    if let Some(requests) = arguments.max_batch_requests {
+        config.push_str(&format!("max_batch_requests = {requests}\n"));
+    }
     let cluster = Cluster::parse(&config)?;
+    let inline_commit = arguments.inline_commit;
     let sync = if arguments.unsafe_no_fsync {
         SyncPolicy::UnsafeNoFsync
     } else {
@@ -119,6 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let options = ReplicaOptions {
                     sync,
                     seed: 0x5eed ^ index as u64,
+                    inline_commit,
                 };
                 let replica =
                     start_replica(&cluster, Id::from(index), &dir, Arc::new(socket), options)

@@ -97,6 +97,7 @@ async fn run(
         seed: arguments
             .seed
             .unwrap_or_else(SplitMix64::seed_from_environment),
+        inline_commit: false,
     };
     let runtime = start_replica(&cluster, id, &arguments.data_dir, Arc::new(socket), options)?;
     tracing::info!(

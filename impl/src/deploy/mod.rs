@@ -5,11 +5,13 @@
 //! - [`replica`]: a replica actor on its socket with its data directory.
 //! - [`client`]: the client actor on its socket, with an overall deadline.
 //! - [`status`]: what `smr status` shows, computed from a replica's state by its runtime.
+//! - `stepping`: how the runtime steps [`crate::Node`] on a state it owns.
 
 pub mod client;
 pub mod config;
 pub mod replica;
 pub mod status;
+mod stepping;
 
 pub use client::{run_operations, ClientError, ClientOptions};
 pub use config::{Cluster, ConfigError};

@@ -18,6 +18,8 @@ pub struct ReplicaOptions {
     pub sync: SyncPolicy,
     /// Seeds timer durations; different replicas should get different seeds.
     pub seed: u64,
+    /// Commit on the runtime's thread (see [`Runtime::with_inline_commit`]).
+    pub inline_commit: bool,
 }
 
 impl Default for ReplicaOptions {
@@ -25,6 +27,7 @@ impl Default for ReplicaOptions {
         Self {
             sync: SyncPolicy::Fsync,
             seed: crate::runtime::SplitMix64::seed_from_environment(),
+            inline_commit: false,
         }
     }
 }
@@ -71,6 +74,7 @@ pub fn start_replica(
         options.seed ^ wire_id(id),
     )
     .with_store(store, loaded)
+    .with_inline_commit(options.inline_commit)
     .with_status(Box::new(move |state| {
         encode_replica_status(&members, state)
     })))

@@ -56,12 +56,59 @@ impl<A: Actor> StepObserver<A> for NoObserver {
     fn on_step(&mut self, _: Id, _: &Input<A>, _: &Out<A>, _: u64) {}
 }
 
+/// How the runtime runs an actor's handlers on a state it owns.
+///
+/// The model checker keeps every state it visits, so it hands handlers a borrowed state that
+/// they copy on write. The runtime keeps only the current state, so it hands it over owned:
+/// a handler that changes it then changes it in place instead of copying it first. Both are
+/// legal inputs of the same [`Actor`] handlers, which behave identically either way. The
+/// provided methods do exactly this for any actor; an actor type that wraps others (like
+/// [`crate::Node`]) can forward ownership to the inner handlers too.
+pub trait Stepper: Actor {
+    fn step_msg(
+        &self,
+        id: Id,
+        state: Self::State,
+        src: Id,
+        msg: Self::Msg,
+        o: &mut Out<Self>,
+    ) -> Self::State {
+        let mut cow = Cow::Owned(state);
+        self.on_msg(id, &mut cow, src, msg, o);
+        cow.into_owned()
+    }
+
+    fn step_timeout(
+        &self,
+        id: Id,
+        state: Self::State,
+        timer: &Self::Timer,
+        o: &mut Out<Self>,
+    ) -> Self::State {
+        let mut cow = Cow::Owned(state);
+        self.on_timeout(id, &mut cow, timer, o);
+        cow.into_owned()
+    }
+
+    fn step_random(
+        &self,
+        id: Id,
+        state: Self::State,
+        random: &Self::Random,
+        o: &mut Out<Self>,
+    ) -> Self::State {
+        let mut cow = Cow::Owned(state);
+        self.on_random(id, &mut cow, random, o);
+        cow.into_owned()
+    }
+}
+
 /// Computes the digest a [`StepObserver`] is given; supplied by whoever knows the state type
 /// (for [`crate::Node`], the `digest` field its replica and client states carry).
 pub type DigestFn<A> = fn(&<A as Actor>::State) -> u64;
 
 /// An actor with its current state.
-pub struct Core<A: Actor> {
+pub struct Core<A: Stepper> {
     actor: A,
     id: Id,
     state: Option<A::State>,
@@ -69,7 +116,7 @@ pub struct Core<A: Actor> {
     observer: Option<Box<dyn StepObserver<A>>>,
 }
 
-impl<A: Actor> Core<A> {
+impl<A: Stepper> Core<A> {
     /// An actor that has not started yet.
     pub fn new(actor: A, id: Id, digest: DigestFn<A>) -> Self {
         Self {
@@ -118,18 +165,18 @@ impl<A: Actor> Core<A> {
                 *state = Some(actor.on_start(*id, &storage, &mut out));
             }
             Input::Deliver { src, msg } => {
-                if let Some(current) = state.as_mut() {
-                    apply(current, |cow| actor.on_msg(*id, cow, src, msg, &mut out));
+                if let Some(current) = state.take() {
+                    *state = Some(actor.step_msg(*id, current, src, msg, &mut out));
                 }
             }
             Input::Timeout { timer } => {
-                if let Some(current) = state.as_mut() {
-                    apply(current, |cow| actor.on_timeout(*id, cow, &timer, &mut out));
+                if let Some(current) = state.take() {
+                    *state = Some(actor.step_timeout(*id, current, &timer, &mut out));
                 }
             }
             Input::Random { random } => {
-                if let Some(current) = state.as_mut() {
-                    apply(current, |cow| actor.on_random(*id, cow, &random, &mut out));
+                if let Some(current) = state.take() {
+                    *state = Some(actor.step_random(*id, current, &random, &mut out));
                 }
             }
         }
@@ -139,14 +186,5 @@ impl<A: Actor> Core<A> {
             observer.on_step(self.id, &input, &out, (self.digest)(state));
         }
         out
-    }
-}
-
-/// Runs a handler on a copy-on-write view of `state` and keeps the new state if it changed.
-fn apply<S: Clone>(state: &mut S, handler: impl FnOnce(&mut Cow<S>)) {
-    let mut cow = Cow::Borrowed(&*state);
-    handler(&mut cow);
-    if let Cow::Owned(next) = cow {
-        *state = next;
     }
 }

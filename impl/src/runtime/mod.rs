@@ -22,7 +22,7 @@ pub mod random;
 pub mod storage;
 pub mod timers;
 
-pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver};
+pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver, Stepper};
 pub use counters::Counters;
 pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
 pub use peers::{AddressBook, FIRST_CLIENT_ID, MAX_CLIENT_ADDRESSES};
