@@ -4,7 +4,7 @@
 //! offset  size  field
 //!      0     4  magic "SMR\x00": not one of ours if it differs
 //!      4     1  format version: bumped on every incompatible change
-//!      5     1  frame kind (protocol message, status request, status reply)
+//!      5     1  frame kind (protocol message, status request or reply, client address)
 //!      6     8  cluster id, little-endian: keeps two clusters on one network apart
 //!     14     8  sender's logical id
 //!     22     8  receiver's logical id: a datagram meant for an earlier actor on a reused
@@ -40,6 +40,9 @@ pub enum FrameKind {
     StatusRequest = 2,
     /// The runtime's answer. Body: [`crate::runtime::StatusReply`].
     StatusReply = 3,
+    /// A replica tells the other replicas where a client it just heard from is, so that the
+    /// leader can answer a request that a follower forwarded. Body: [`ClientAddress`].
+    ClientAddress = 4,
 }
 
 impl FrameKind {
@@ -48,6 +51,7 @@ impl FrameKind {
             1 => Some(FrameKind::Protocol),
             2 => Some(FrameKind::StatusRequest),
             3 => Some(FrameKind::StatusReply),
+            4 => Some(FrameKind::ClientAddress),
             _ => None,
         }
     }
@@ -191,6 +195,13 @@ pub fn decode_body<T: DeserializeOwned>(datagram: &[u8]) -> Result<T, DecodeErro
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusRequest {
     pub nonce: u64,
+}
+
+/// The body of a [`FrameKind::ClientAddress`] frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAddress {
+    pub client: u64,
+    pub address: std::net::SocketAddr,
 }
 
 #[cfg(test)]

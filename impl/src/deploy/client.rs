@@ -95,13 +95,26 @@ pub fn client_runtime(
     socket: Arc<UdpSocket>,
     seed: u64,
 ) -> Runtime<Node> {
-    let operations = ops.len();
     let client = Client {
         replicas: replicas.keys().copied().collect(),
         ops,
         max_attempts: u32::MAX,
         retry_timeout,
     };
+    runtime_for(client, id, cluster, replicas, socket, seed)
+}
+
+/// The runtime for a given client actor, stopping once it has every answer. `replicas` gives
+/// the address of every replica, whatever order the client tries them in.
+pub fn runtime_for(
+    client: Client,
+    id: Id,
+    cluster: u64,
+    replicas: &BTreeMap<Id, SocketAddr>,
+    socket: Arc<UdpSocket>,
+    seed: u64,
+) -> Runtime<Node> {
+    let operations = client.ops.len();
     Runtime::new(
         Node::Client(client),
         id,

@@ -13,12 +13,14 @@
 
 use super::core::{Core, DigestFn, Input, StepObserver, Stepper};
 use super::counters::Counters;
-use super::peers::{wire_id, AddressBook, SenderRejected};
+use super::peers::{wire_id, AddressBook, Admitted, SenderRejected};
 use super::random::SplitMix64;
 use super::storage::{DurableStore, StorageError};
 use super::timers::Timers;
 use super::StatusReply;
-use crate::codec::{self, DecodeError, FrameKind, Header, StatusRequest, MAX_DATAGRAM_BYTES};
+use crate::codec::{
+    self, ClientAddress, DecodeError, FrameKind, Header, StatusRequest, MAX_DATAGRAM_BYTES,
+};
 use crate::replica::Durable;
 use serde::{de::DeserializeOwned, Serialize};
 use stateright::actor::{Actor, Command, Id, Out};
@@ -366,8 +368,8 @@ where
             self.counters.wrong_receiver += 1;
             return;
         }
-        let src = match self.book.admit(header.sender, from) {
-            Ok(src) => src,
+        let admitted = match self.book.admit(header.sender, from) {
+            Ok(admitted) => admitted,
             Err(rejected) => {
                 self.counters.unknown_sender += 1;
                 tracing::debug!(%from, sender = header.sender, ?rejected, "dropped datagram");
@@ -377,6 +379,10 @@ where
                 return;
             }
         };
+        if let Admitted::Client { new: true, .. } = admitted {
+            self.share_client_address(header.sender, from);
+        }
+        let src = admitted.id();
         match header.kind {
             FrameKind::Protocol => match codec::decode_body::<A::Msg>(datagram) {
                 Ok(msg) => {
@@ -393,10 +399,50 @@ where
                 Ok(request) => self.answer_status(request, header, from),
                 Err(error) => self.count_drop(&error, from),
             },
+            FrameKind::ClientAddress => match codec::decode_body::<ClientAddress>(datagram) {
+                // Only a replica vouches for where a client is.
+                Ok(shared) if matches!(admitted, Admitted::Replica(_)) => {
+                    self.book.learn_client(shared.client, shared.address);
+                }
+                Ok(_) => self.counters.unknown_sender += 1,
+                Err(error) => self.count_drop(&error, from),
+            },
             FrameKind::StatusReply => self.count_drop(
                 &DecodeError::Malformed("unexpected status reply".into()),
                 from,
             ),
+        }
+    }
+
+    /// A replica that hears from a new client tells the other replicas where it is: a
+    /// follower forwards the client's requests to the leader, which answers the client
+    /// directly. Best effort; without it the client's retry reaches the leader itself.
+    fn share_client_address(&mut self, client: u64, address: SocketAddr) {
+        let me = self.core.id();
+        if !self.book.replicas().contains_key(&me) {
+            return;
+        }
+        let mut buffer = Vec::new();
+        let others: Vec<(Id, SocketAddr)> = self
+            .book
+            .replicas()
+            .iter()
+            .filter(|(id, _)| **id != me)
+            .map(|(id, address)| (*id, *address))
+            .collect();
+        for (id, replica) in others {
+            let header = Header {
+                kind: FrameKind::ClientAddress,
+                cluster: self.cluster,
+                sender: wire_id(me),
+                receiver: wire_id(id),
+            };
+            let body = ClientAddress { client, address };
+            if codec::encode(&header, &body, &mut buffer).is_ok()
+                && self.socket.try_send_to(&buffer, replica).is_err()
+            {
+                self.counters.send_errors += 1;
+            }
         }
     }
 

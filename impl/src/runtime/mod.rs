@@ -25,7 +25,7 @@ pub mod timers;
 pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver, Stepper};
 pub use counters::Counters;
 pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
-pub use peers::{AddressBook, FIRST_CLIENT_ID, MAX_CLIENT_ADDRESSES};
+pub use peers::{AddressBook, Admitted, FIRST_CLIENT_ID, MAX_CLIENT_ADDRESSES};
 pub use random::SplitMix64;
 pub use storage::{DurableStore, Identity, StorageError, SyncPolicy};
 

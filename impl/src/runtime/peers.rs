@@ -37,6 +37,25 @@ pub enum SenderRejected {
     WrongAddress,
 }
 
+/// A believed sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    Replica(Id),
+    /// A client; `new` if its address was not known before.
+    Client {
+        id: Id,
+        new: bool,
+    },
+}
+
+impl Admitted {
+    pub fn id(self) -> Id {
+        match self {
+            Admitted::Replica(id) | Admitted::Client { id, .. } => id,
+        }
+    }
+}
+
 /// The address book of one runtime.
 #[derive(Debug, Clone)]
 pub struct AddressBook {
@@ -70,17 +89,28 @@ impl AddressBook {
     }
 
     /// Checks the claimed `sender` of a datagram from `from`, learning a client's address.
-    pub fn admit(&mut self, sender: u64, from: SocketAddr) -> Result<Id, SenderRejected> {
+    pub fn admit(&mut self, sender: u64, from: SocketAddr) -> Result<Admitted, SenderRejected> {
         let id = id_of_wire(sender);
         if sender < FIRST_CLIENT_ID {
             return match self.replicas.get(&id) {
-                Some(address) if *address == from => Ok(id),
+                Some(address) if *address == from => Ok(Admitted::Replica(id)),
                 Some(_) => Err(SenderRejected::WrongAddress),
                 None => Err(SenderRejected::UnknownReplica),
             };
         }
-        match self.clients.insert(id, from) {
-            Some(_) => {}
+        let new = self.learn_client(sender, from);
+        Ok(Admitted::Client { id, new })
+    }
+
+    /// Records where client `client` is (a client id at or above [`FIRST_CLIENT_ID`]);
+    /// returns whether it was unknown or had moved.
+    pub fn learn_client(&mut self, client: u64, address: SocketAddr) -> bool {
+        if client < FIRST_CLIENT_ID {
+            return false;
+        }
+        let id = id_of_wire(client);
+        match self.clients.insert(id, address) {
+            Some(previous) => previous != address,
             None => {
                 self.client_order.push_back(id);
                 while self.client_order.len() > MAX_CLIENT_ADDRESSES {
@@ -88,9 +118,9 @@ impl AddressBook {
                         self.clients.remove(&oldest);
                     }
                 }
+                true
             }
         }
-        Ok(id)
     }
 }
 
@@ -105,7 +135,10 @@ mod tests {
     #[test]
     fn replicas_only_from_their_address_clients_from_anywhere_and_bounded() {
         let mut book = AddressBook::new(BTreeMap::from([(Id::from(0), address(1000))]));
-        assert_eq!(book.admit(0, address(1000)), Ok(Id::from(0)));
+        assert_eq!(
+            book.admit(0, address(1000)),
+            Ok(Admitted::Replica(Id::from(0)))
+        );
         assert_eq!(
             book.admit(0, address(1001)),
             Err(SenderRejected::WrongAddress)
@@ -115,7 +148,14 @@ mod tests {
             Err(SenderRejected::UnknownReplica)
         );
         let client = FIRST_CLIENT_ID + 9;
-        assert!(book.admit(client, address(2000)).is_ok());
+        assert_eq!(
+            book.admit(client, address(2000)),
+            Ok(Admitted::Client {
+                id: id_of_wire(client),
+                new: true
+            })
+        );
+        assert!(!book.learn_client(client, address(2000)));
         assert_eq!(book.address_of(id_of_wire(client)), Some(address(2000)));
         for n in 0..MAX_CLIENT_ADDRESSES as u64 {
             book.admit(FIRST_CLIENT_ID + 100 + n, address(3000))
