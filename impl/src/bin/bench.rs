@@ -185,6 +185,7 @@ struct Report {
     operations: u64,
     measured: Duration,
     retries_hint: u64,
+    total: u64,
 }
 
 /// Latencies and counts shared by the clients of the load thread.
@@ -193,6 +194,8 @@ struct Shared {
     operations: u64,
     /// Answers that took longer than the retry timeout (a retry was probably sent).
     slow: u64,
+    /// Operations completed, warm-up included (to relate to the slots the leader decided).
+    total: u64,
 }
 
 /// Per client actor: records each operation's latency as its answer arrives, and paces
@@ -216,14 +219,21 @@ impl Hooks<Node> for Measure {
         // Request numbers count from 1; the answer to the operation in flight is number
         // `answered + 1`. Duplicates and stale answers are not measured again.
         if *number != self.answered as u64 + 1 {
-            return None;
+            // A duplicate of the answer just recorded is held as long as the original, so the
+            // client does not send its next request early.
+            return if self.open_loop && *number == self.answered as u64 {
+                self.due.get(self.answered).copied()
+            } else {
+                None
+            };
         }
         let index = self.answered;
         self.answered += 1;
         let started = self.due[index];
         let latency = arrival.saturating_duration_since(started);
-        if arrival >= self.window.0 && arrival < self.window.1 {
-            if let Ok(mut shared) = self.shared.lock() {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.total += 1;
+            if arrival >= self.window.0 && arrival < self.window.1 {
                 let micros = latency.as_micros().max(1) as u64;
                 let _ = shared.histogram.record(micros);
                 shared.operations += 1;
@@ -255,6 +265,7 @@ async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String>
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
         operations: 0,
         slow: 0,
+        total: 0,
     }));
     let start = Instant::now();
     let window = (
@@ -279,6 +290,7 @@ async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String>
         operations: shared.operations,
         measured: window.1 - window.0,
         retries_hint: shared.slow,
+        total: shared.total,
     })
 }
 
@@ -410,11 +422,12 @@ fn print_report(
         if let Some(status) = &answer.status {
             tracing::info!(replica = usize::from(*id), ?status, counters = ?answer.counters, "final status");
             if status.role == "leader" {
-                let per_slot = report.operations as f64 / status.decided.max(1) as f64;
+                let per_slot = report.total as f64 / status.decided.max(1) as f64;
                 println!(
-                    "leader: replica {}, {} slots decided (about {:.1} measured requests per slot overall)",
+                    "leader: replica {}, {} slots decided for {} operations ({:.1} per slot)",
                     usize::from(*id),
                     status.decided,
+                    report.total,
                     per_slot
                 );
             }
