@@ -175,7 +175,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(_) => eprintln!("replica thread panicked"),
         }
     }
-    print_report(&arguments, &report, &statuses);
+    print_report(&arguments, &cluster, &report, &statuses);
     Ok(())
 }
 
@@ -378,6 +378,7 @@ async fn run_lane(
 
 fn print_report(
     arguments: &Arguments,
+    cluster: &Cluster,
     report: &Report,
     statuses: &std::collections::BTreeMap<Id, smr::deploy::status::StatusAnswer>,
 ) {
@@ -386,9 +387,10 @@ fn print_report(
         None => "closed loop".to_string(),
     };
     println!(
-        "{} replicas, {} clients, {mode}, {} s measured after {} s warm-up, fsync {}, {}% reads",
+        "{} replicas, {} clients, {mode}, window {}, {} s measured after {} s warm-up, fsync {}, {}% reads",
         arguments.replicas,
         arguments.clients,
+        cluster.replica.limits.window,
         report.measured.as_secs(),
         arguments.warmup_seconds,
         if arguments.unsafe_no_fsync {

@@ -11,8 +11,8 @@
 //! election_timeout_ms = [300, 600]
 //! heartbeat_interval_ms = 50
 //!
-//! [limits]                     # optional; the protocol's defaults otherwise
-//! window = 8
+//! [limits]                     # optional; the protocol's defaults otherwise,
+//! window = 1                   # but a window of DEPLOYED_WINDOW
 //! max_batch_requests = 512
 //! ```
 
@@ -23,6 +23,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+/// The leader's Phase 2 window for deployed clusters, unless `[limits] window` says otherwise.
+///
+/// Each slot costs a round of accepts and an fsync at every replica, and the replica's per-step
+/// work grows with the number of slots it holds until checkpoints truncate the log. With one
+/// slot in flight, requests that arrive meanwhile queue at the leader and go out together as
+/// the next batch, so slots are few and full. Measured with `bench` on a 2-core machine,
+/// 3 replicas and 64 clients: window 1 about 9,500 ops/s, window 2 about 8,200, window 8 about
+/// 3,400, with the same single-client latency.
+pub const DEPLOYED_WINDOW: usize = 1;
 
 /// A configuration that cannot be used, with what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +150,7 @@ impl Cluster {
         let ids: Vec<Id> = members.keys().copied().collect();
         ReplicaConfig::check_members(&ids).map_err(ConfigError)?;
         let mut replica = ReplicaConfig::new(ids);
+        replica.limits.window = DEPLOYED_WINDOW;
         apply_timing(&file.timing, &mut replica)?;
         apply_limits(&file.limits, &mut replica.limits)?;
         Ok(Cluster {
