@@ -185,7 +185,7 @@ impl<S: Durable> DurableStore<S> {
         let (mut state, snapshot_bytes) = read_snapshot::<S>(&snapshot_path, generation)?;
         let log_path = dir.join(format!("log.{generation}"));
         let log_bytes = if files.logs.contains(&generation) {
-            replay_log(&log_path, generation, &mut state, sync)?
+            replay_log(&log_path, generation, &mut state, Some(sync))?
         } else {
             // The crash came between the snapshot's rename and the new log's.
             create_log(dir, generation, sync)?
@@ -203,6 +203,22 @@ impl<S: Durable> DurableStore<S> {
         store.log = Some(open_append(&log_path)?);
         store.image = Some(state.clone());
         Ok((store, Some(state)))
+    }
+
+    /// Reads what the directory holds without locking or repairing it (a torn final record
+    /// is ignored, not truncated): for tools and tests that look at a live replica's files.
+    pub fn inspect(dir: &Path) -> Result<Option<S>, StorageError> {
+        let files = Generations::scan_read_only(dir)?;
+        let Some(&generation) = files.snapshots.last() else {
+            return Ok(None);
+        };
+        let (mut state, _) =
+            read_snapshot::<S>(&dir.join(format!("snapshot.{generation}")), generation)?;
+        if files.logs.contains(&generation) {
+            let log = dir.join(format!("log.{generation}"));
+            replay_log(&log, generation, &mut state, None)?;
+        }
+        Ok(Some(state))
     }
 
     /// Makes `latest` durable: appends its changes since the last commit as one record and
@@ -280,7 +296,16 @@ struct Generations {
 }
 
 impl Generations {
+    /// Lists the generations, removing leftover temporary files.
     fn scan(dir: &Path) -> Result<Self, StorageError> {
+        Self::list(dir, true)
+    }
+
+    fn scan_read_only(dir: &Path) -> Result<Self, StorageError> {
+        Self::list(dir, false)
+    }
+
+    fn list(dir: &Path, clean: bool) -> Result<Self, StorageError> {
         let mut files = Generations {
             snapshots: Vec::new(),
             logs: Vec::new(),
@@ -291,7 +316,9 @@ impl Generations {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 // A write that a crash interrupted before its rename: never part of the state.
-                remove(&entry.path())?;
+                if clean {
+                    remove(&entry.path())?;
+                }
                 continue;
             }
             let Some((kind, number)) = name.split_once('.') else {
@@ -405,13 +432,13 @@ fn read_snapshot<S: Durable>(path: &Path, generation: u64) -> Result<(S, u64), S
     Ok((state, bytes.len() as u64))
 }
 
-/// Applies the records of a log to `state`; drops a torn final record. Returns the log's
-/// valid length.
+/// Applies the records of a log to `state`; drops a torn final record, truncating the file
+/// unless `repair` is `None` (read-only). Returns the log's valid length.
 fn replay_log<S: Durable>(
     path: &Path,
     generation: u64,
     state: &mut S,
-    sync: SyncPolicy,
+    repair: Option<SyncPolicy>,
 ) -> Result<u64, StorageError> {
     let bytes = read_file(path)?;
     if bytes.len() < LOG_HEADER_BYTES as usize || bytes[0..8] != LOG_MAGIC {
@@ -443,6 +470,7 @@ fn replay_log<S: Durable>(
                 }
                 offset = next;
             }
+            Record::Torn(_) if repair.is_none() => break,
             Record::Torn(why) => {
                 tracing::warn!(
                     file = %path.display(),
@@ -456,7 +484,7 @@ fn replay_log<S: Durable>(
                     .map_err(|e| io_failure(path, "cannot open to truncate", e))?;
                 file.set_len(offset as u64)
                     .map_err(|e| io_failure(path, "cannot truncate", e))?;
-                if sync == SyncPolicy::Fsync {
+                if repair == Some(SyncPolicy::Fsync) {
                     file.sync_all()
                         .map_err(|e| io_failure(path, "cannot fsync", e))?;
                 }
