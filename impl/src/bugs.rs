@@ -31,6 +31,12 @@ pub enum SeededBug {
     /// A new leader leaves gaps in the log empty instead of filling them with no-ops, and
     /// executes past them.
     GapsNotFilled,
+    /// A replica truncates its log at its own checkpoint before a quorum holds the checkpoint.
+    TruncateBeforeStable,
+    /// Snapshots sent in a state transfer leave out the session table.
+    SnapshotWithoutSessions,
+    /// Promises do not carry the acceptor's truncation point.
+    PromiseWithoutLogStart,
 }
 
 impl SeededBug {
@@ -45,6 +51,9 @@ impl SeededBug {
         SeededBug::SessionNotConsulted,
         SeededBug::ReplyBeforeExecute,
         SeededBug::GapsNotFilled,
+        SeededBug::TruncateBeforeStable,
+        SeededBug::SnapshotWithoutSessions,
+        SeededBug::PromiseWithoutLogStart,
     ];
 
     /// The bug's name on the command line.
@@ -59,6 +68,9 @@ impl SeededBug {
             SeededBug::SessionNotConsulted => "session-not-consulted",
             SeededBug::ReplyBeforeExecute => "reply-before-execute",
             SeededBug::GapsNotFilled => "gaps-not-filled",
+            SeededBug::TruncateBeforeStable => "truncate-before-stable",
+            SeededBug::SnapshotWithoutSessions => "snapshot-without-sessions",
+            SeededBug::PromiseWithoutLogStart => "promise-without-log-start",
         }
     }
 

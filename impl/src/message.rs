@@ -3,7 +3,7 @@
 
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
-use spec::{Command, Output, Request, RequestNumber, Slot};
+use spec::{Command, Digest, Output, Request, RequestNumber, Slot};
 
 /// An accepted value as an acceptor reports it in a promise: the slot, the ballot in which it
 /// was accepted, and the command.
@@ -31,10 +31,13 @@ pub enum Msg {
     /// Phase 1a for every slot from `from` on: promise to ignore ballots below `ballot`.
     Prepare { ballot: Ballot, from: Slot },
     /// Phase 1b: the promise, with everything the acceptor accepted from the candidate's `from`
-    /// on. `complete` is false when the entries were cut at the message size limit; the
-    /// candidate is then too far behind to lead and catches up first.
+    /// on. `log_start` is the acceptor's truncation point: it discarded what it accepted below
+    /// it, so a candidate that has not executed that far must not take those slots for empty;
+    /// it catches up first. So must one when `complete` is false (the entries were cut at the
+    /// message size limit).
     Promise {
         ballot: Ballot,
+        log_start: Slot,
         accepted: Vec<AcceptedEntry>,
         complete: bool,
     },
@@ -50,6 +53,8 @@ pub enum Msg {
         slot: Slot,
         command: Command,
         commit: Slot,
+        /// The leader's stable checkpoint (see `replica::checkpoint`).
+        stable: Option<(Slot, Digest)>,
     },
     /// Phase 2b. `incarnation` counts the acceptor's restarts; it lets observers tell a vote
     /// cast after a recovery from one cast before.
@@ -60,12 +65,32 @@ pub enum Msg {
     },
 
     // --- Learning decisions. ---
-    /// The leader of `ballot` is alive, and `commit` is as in `Accept`.
-    Heartbeat { ballot: Ballot, commit: Slot },
+    /// The leader of `ballot` is alive; `commit` and `stable` are as in `Accept`.
+    Heartbeat {
+        ballot: Ballot,
+        commit: Slot,
+        stable: Option<(Slot, Digest)>,
+    },
     /// A replica that fell behind asks for the decided commands from slot `from` on.
     CatchUp { from: Slot },
     /// Decided commands for consecutive slots starting at `from`.
     CatchUpReply { from: Slot, commands: Vec<Command> },
+
+    // --- Checkpoints and state transfer. ---
+    /// A follower holds durably a checkpoint at `slot` with this digest: a vote towards the
+    /// checkpoint's stability, sent to the leader, and the audit of the follower's state.
+    CheckpointVote { slot: Slot, digest: Digest },
+    /// Bytes `offset..offset + bytes.len()` of the encoded checkpoint at `slot`, whose whole
+    /// encoding is `total` bytes long and whose state has digest `digest`.
+    Snapshot {
+        slot: Slot,
+        digest: Digest,
+        total: u64,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+    /// Asks for the chunk at `offset` of the checkpoint at `slot`.
+    SnapshotRequest { slot: Slot, offset: u64 },
 }
 
 /// An upper bound on the encoded size of values, used to keep every message below the

@@ -60,11 +60,14 @@ pub struct ModelConfig {
     pub network: NetworkKind,
     /// Whether leaders send heartbeats (and followers catch up on what they show missing).
     pub heartbeats: bool,
+    /// Slots between checkpoints (`None`: no checkpoints).
+    pub checkpoint_interval: Option<u64>,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
 }
 
 impl Default for ModelConfig {
+    /// The default check: the bounds that issue 2 asks for, explored exhaustively.
     fn default() -> Self {
         Self {
             replicas: 3,
@@ -72,10 +75,11 @@ impl Default for ModelConfig {
             operations: 1,
             crashes: 1,
             elections: 1,
-            max_attempts: 2,
-            window: 2,
+            max_attempts: 1,
+            window: 1,
             network: NetworkKind::Unordered,
             heartbeats: false,
+            checkpoint_interval: None,
             bug: None,
         }
     }
@@ -92,22 +96,61 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "default",
-        about: "3 replicas, 2 clients (a put and a get), 1 crash, one leader change, reordering and loss",
+        about: "3 replicas, 2 clients (a put and a get), 1 crash and recovery, 1 election at any time, reordering and loss",
         config: ModelConfig::default,
     },
     Preset {
-        name: "duplicating",
-        about: "the default bounds on a network that also duplicates messages",
+        name: "retries",
+        about: "clients retry once (same request number), with an election at any time: exactly-once under retries",
         config: || ModelConfig {
+            crashes: 0,
+            max_attempts: 2,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "duplicating",
+        about: "a network that also duplicates messages, with an election at any time",
+        config: || ModelConfig {
+            crashes: 0,
             network: NetworkKind::Duplicating,
             ..ModelConfig::default()
         },
     },
     Preset {
-        name: "small",
-        about: "3 replicas, 2 clients, no crash: a fast check for tests",
+        name: "pipeline",
+        about: "a window of 2 slots in flight, with an election at any time",
         config: || ModelConfig {
             crashes: 0,
+            window: 2,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "heartbeats",
+        about: "leaders send heartbeats and followers catch up on missed decisions (1 write, then a read)",
+        config: || ModelConfig {
+            clients: 1,
+            operations: 2,
+            crashes: 1,
+            heartbeats: true,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "checkpoint",
+        about: "checkpoints every 2 slots: truncation, state transfer to a restarted replica, a leader change after truncation",
+        config: || ModelConfig {
+            checkpoint_interval: Some(2),
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "small",
+        about: "no crash and no election: a quick check for tests",
+        config: || ModelConfig {
+            crashes: 0,
+            elections: 0,
             ..ModelConfig::default()
         },
     },
@@ -178,6 +221,9 @@ impl fmt::Display for ModelConfig {
             self.network.name(),
             self.heartbeats
         )?;
+        if let Some(interval) = self.checkpoint_interval {
+            write!(f, " checkpoint-interval={interval}")?;
+        }
         if let Some(bug) = self.bug {
             write!(f, " bug={}", bug.name())?;
         }

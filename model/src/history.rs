@@ -68,8 +68,11 @@ impl Hash for History {
     }
 }
 
-impl Default for History {
-    fn default() -> Self {
+impl History {
+    /// The history of a run that starts with the replicas of `cfg`.
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let members = (0..cfg.replicas).map(stateright::actor::Id::from);
+        let initial = spec::ServiceState::new(spec::Configuration::initial(members));
         Self {
             tester: LinearizabilityTester::new(KvSpec::default()),
             linearizable: true,
@@ -78,16 +81,15 @@ impl Default for History {
             chosen: Arc::default(),
             chosen_in: Arc::default(),
             chosen_conflict: None,
-            reference: ReferenceExecution::default(),
+            reference: ReferenceExecution::new(initial),
             replies: Arc::default(),
             reply_conflict: None,
             ballots: BTreeSet::new(),
             digest: 0,
         }
+        .refreshed()
     }
-}
 
-impl History {
     /// Records a message as it is sent. Returns the new history, or `None` if the message
     /// changes nothing (which keeps model states cheap).
     pub fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {

@@ -48,6 +48,16 @@ pub const EXAMPLES: &[Example] = &[
         applies: |cfg| cfg.clients > 0 && cfg.operations > 0 && cfg.crashes > 0 && cfg.replicas > 1,
     },
     Example {
+        name: "log truncated, then a replica catches up by state transfer",
+        found: properties::state_transfer_after_truncation,
+        applies: |cfg| cfg.checkpoint_interval.is_some() && cfg.crashes > 0,
+    },
+    Example {
+        name: "an elected leader decides above a truncated log",
+        found: properties::elected_leader_decides_above_truncation,
+        applies: |cfg| cfg.checkpoint_interval.is_some() && cfg.elections > 0,
+    },
+    Example {
         name: "every client answered",
         found: properties::all_clients_answered,
         applies: |_| true,
@@ -63,6 +73,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         config.election_timeout = model_timeout();
         config.heartbeat_interval = cfg.heartbeats.then(model_timeout);
         config.initial_leader = Some(Id::from(0));
+        config.checkpoint_interval = cfg.checkpoint_interval;
         #[cfg(feature = "seeded-bugs")]
         {
             config.bug = cfg.bug;
@@ -73,7 +84,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         Node::Client(Client {
             replicas: replica_ids.clone(),
             ops: cfg.client_ops(index),
-            max_attempts: if index == 0 { cfg.max_attempts } else { 1 },
+            max_attempts: cfg.max_attempts,
             retry_timeout: model_timeout(),
         })
     });
@@ -82,7 +93,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         NetworkKind::Duplicating => Network::new_unordered_duplicating([]),
         NetworkKind::Ordered => Network::new_ordered([]),
     };
-    let mut model = ActorModel::new(cfg.clone(), History::default())
+    let mut model = ActorModel::new(cfg.clone(), History::new(cfg))
         .actors(replicas)
         .actors(clients)
         .init_network(network)
@@ -118,6 +129,8 @@ fn add_invariant(model: SmrModel, name: &'static str) -> SmrModel {
         3 => holds::<3>,
         4 => holds::<4>,
         5 => holds::<5>,
+        6 => holds::<6>,
+        7 => holds::<7>,
         _ => unreachable!("add a case for each invariant"),
     };
     model.property(Expectation::Always, name, condition)

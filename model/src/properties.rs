@@ -40,7 +40,109 @@ pub const INVARIANTS: &[Invariant] = &[
         name: "durability",
         check: durability,
     },
+    Invariant {
+        name: "checkpoint safety",
+        check: checkpoint_safety,
+    },
+    Invariant {
+        name: "audit digests agree",
+        check: audit_digests_agree,
+    },
 ];
+
+/// Every checkpoint a replica holds, in its storage or its memory, with the replica's index.
+fn checkpoints(state: &ModelState) -> impl Iterator<Item = (usize, &smr::replica::Checkpoint)> {
+    let stored = state
+        .actor_storages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().and_then(|s| s.checkpoint.as_ref()).map(|c| (i, c)));
+    let held = state.actor_states.iter().enumerate().filter_map(|(i, node)| {
+        node.replica()
+            .and_then(|r| r.durable.checkpoint.as_ref())
+            .map(|c| (i, c))
+    });
+    stored.chain(held)
+}
+
+/// Checkpoint safety: a checkpoint at slot `s` holds exactly the state after executing the
+/// decided slots below `s` (its digest is the reference's, and its state has that digest); and
+/// a replica truncates below `s` only when a quorum holds such a checkpoint durably, so no
+/// replica ever needs a discarded slot that it cannot get by state transfer.
+pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
+    let reference = &state.history.reference;
+    for (index, checkpoint) in checkpoints(state) {
+        if checkpoint.state.digest() != checkpoint.digest {
+            return Err(format!(
+                "replica {index} holds a checkpoint at slot {} whose state does not match its digest",
+                checkpoint.slot
+            ));
+        }
+        match reference.digest_after(checkpoint.slot) {
+            Some(expected) if expected == checkpoint.digest => {}
+            Some(expected) => {
+                return Err(format!(
+                    "replica {index} holds a checkpoint at slot {} with digest {:#018x}, but executing the chosen slots below it gives {expected:#018x}",
+                    checkpoint.slot, checkpoint.digest
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "replica {index} holds a checkpoint at slot {} but the slots below it have not all been chosen",
+                    checkpoint.slot
+                ))
+            }
+        }
+    }
+    let quorum = model.cfg.replicas / 2 + 1;
+    for (index, storage) in state.actor_storages.iter().enumerate() {
+        let Some(storage) = storage else { continue };
+        if storage.log_start == 0 {
+            continue;
+        }
+        let holders = state
+            .actor_storages
+            .iter()
+            .flatten()
+            .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= storage.log_start))
+            .count();
+        if holders < quorum {
+            return Err(format!(
+                "replica {index} discarded the slots below {} but only {holders} replicas hold a checkpoint that covers them (quorum {quorum})",
+                storage.log_start
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The audit: replicas' checkpoints at the same slot have the same digest.
+pub fn audit_digests_agree(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
+    let mut seen: std::collections::BTreeMap<Slot, (usize, spec::Digest)> = Default::default();
+    for (index, checkpoint) in checkpoints(state) {
+        match seen.get(&checkpoint.slot) {
+            Some((other, digest)) if *digest != checkpoint.digest => {
+                return Err(format!(
+                    "replicas {other} and {index} hold checkpoints at slot {} with different digests",
+                    checkpoint.slot
+                ))
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(checkpoint.slot, (index, checkpoint.digest));
+            }
+        }
+    }
+    if let Some((index, _)) = state
+        .actor_states
+        .iter()
+        .enumerate()
+        .find(|(_, node)| node.replica().is_some_and(|r| r.audit_failures > 0))
+    {
+        return Err(format!("replica {index} found its state different from a quorum's"));
+    }
+    Ok(())
+}
 
 /// The replicas of a state, as the property functions see them.
 pub fn replica_views(state: &ModelState) -> Vec<ReplicaView<'_>> {
@@ -112,17 +214,24 @@ pub fn linearizability(_: &SmrModel, state: &ModelState) -> Result<(), Violation
 
 pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     let replicas = model.cfg.replicas;
+    // A replica holds an acknowledged request durably if it accepted it at its slot, or holds
+    // a checkpoint that covers the slot and agrees with the reference execution there.
     let holders = |request: RequestId, slot: Slot| {
         (0..replicas)
             .filter(|&index| {
                 state.actor_storages[index].as_ref().is_some_and(|storage| {
-                    storage.accepted.get(&slot).is_some_and(|accepted| {
+                    let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
                         accepted
                             .command
                             .requests()
                             .iter()
                             .any(|r| r.id() == request)
-                    })
+                    });
+                    let checkpointed = storage.checkpoint.as_ref().is_some_and(|c| {
+                        c.slot > slot
+                            && state.history.reference.digest_after(c.slot) == Some(c.digest)
+                    });
+                    accepted || checkpointed
                 })
             })
             .count()
@@ -161,6 +270,41 @@ pub fn recovered_replica_votes(_: &SmrModel, state: &ModelState) -> bool {
                 .chosen_in
                 .get(slot)
                 .is_some_and(|ballots| ballots.contains(ballot))
+    })
+}
+
+/// A replica discarded part of its log, and a replica (lagging or restarted) caught up by
+/// installing a snapshot.
+pub fn state_transfer_after_truncation(_: &SmrModel, state: &ModelState) -> bool {
+    let truncated = state
+        .actor_storages
+        .iter()
+        .flatten()
+        .any(|s| s.log_start > 0);
+    truncated
+        && state
+            .actor_states
+            .iter()
+            .any(|node| node.replica().is_some_and(|r| r.snapshots_installed > 0))
+}
+
+/// A leader that won an election had a value chosen at or above a slot where some replica has
+/// already truncated its log.
+pub fn elected_leader_decides_above_truncation(_: &SmrModel, state: &ModelState) -> bool {
+    let Some(log_start) = state
+        .actor_storages
+        .iter()
+        .flatten()
+        .map(|s| s.log_start)
+        .filter(|start| *start > 0)
+        .min()
+    else {
+        return false;
+    };
+    state.history.chosen_in.range(log_start..).any(|(_, ballots)| {
+        ballots
+            .iter()
+            .any(|ballot| state.history.ballots.contains(ballot))
     })
 }
 

@@ -113,6 +113,9 @@ pub enum Command {
     Noop,
     /// Client requests.
     Batch(Batch),
+    /// Every replica that executes this records a checkpoint: a snapshot of the service state
+    /// after this slot.
+    Checkpoint,
 }
 
 impl Command {
@@ -125,7 +128,7 @@ impl Command {
     pub fn requests(&self) -> &[Request] {
         match self {
             Command::Batch(batch) => batch.requests(),
-            Command::Noop => &[],
+            Command::Noop | Command::Checkpoint => &[],
         }
     }
 

@@ -20,5 +20,5 @@ pub mod state_machine;
 pub use command::{Batch, ClientId, Command, Operation, Output, Request, RequestId, RequestNumber, Slot};
 pub use digest::{digest_of, Digest};
 pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
-pub use service::{ServiceState, Session, Sessions};
+pub use service::{Configuration, ServiceSnapshot, ServiceState, Session, Sessions};
 pub use state_machine::StateMachine;

@@ -53,9 +53,9 @@ pub struct ReferenceExecution {
     applications: Arc<BTreeMap<RequestId, (Slot, Output)>>,
 }
 
-impl Default for ReferenceExecution {
-    fn default() -> Self {
-        let state = ServiceState::default();
+impl ReferenceExecution {
+    /// The reference execution of a cluster that starts in `state`.
+    pub fn new(state: ServiceState) -> Self {
         let digests = vec![state.digest()];
         Self {
             state,
@@ -63,9 +63,7 @@ impl Default for ReferenceExecution {
             applications: Arc::default(),
         }
     }
-}
 
-impl ReferenceExecution {
     /// Number of slots applied so far.
     pub fn applied(&self) -> Slot {
         (self.digests.len() - 1) as Slot

@@ -1,13 +1,14 @@
-//! The replicated service state: the key-value machine plus the client session table that makes
-//! execution exactly-once. Both are part of every snapshot, because a replica that installs a
-//! snapshot without the sessions would apply a retried request a second time.
+//! The replicated service state: the key-value machine, the client session table that makes
+//! execution exactly-once, and the configuration. All three are part of every snapshot: a
+//! replica that installed a snapshot without the sessions would apply a retried request a second
+//! time, and one without the configuration would count votes in the wrong quorum.
 
 use crate::command::{ClientId, Output, RequestNumber, Slot};
 use crate::digest::{digest_of, Digest, SetDigest};
 use crate::kv::KvStore;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{RestoreError, StateMachine};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 /// The last request applied for one client, and its cached answer. Clients have at most one
@@ -70,16 +71,110 @@ impl Sessions {
     }
 }
 
-/// Everything the replicas replicate.
+/// The set of replicas that decides slots, numbered by epoch. Each change makes the next epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Configuration {
+    pub epoch: u64,
+    pub members: BTreeSet<ClientId>,
+}
+
+impl Configuration {
+    /// The first configuration of a cluster.
+    pub fn initial(members: impl IntoIterator<Item = stateright::actor::Id>) -> Self {
+        Configuration {
+            epoch: 0,
+            members: members.into_iter().collect(),
+        }
+    }
+
+    /// A majority of the members: any two quorums of one configuration intersect.
+    pub fn quorum(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    /// Whether `id` is a member.
+    pub fn contains(&self, id: stateright::actor::Id) -> bool {
+        self.members.contains(&id)
+    }
+}
+
+/// Everything the replicas replicate: the machine, the sessions, and the configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceState {
     pub machine: KvStore,
     pub sessions: Sessions,
+    pub configuration: Configuration,
 }
 
 impl ServiceState {
+    /// The state of a new cluster whose members are `configuration`.
+    pub fn new(configuration: Configuration) -> Self {
+        ServiceState {
+            configuration,
+            ..ServiceState::default()
+        }
+    }
+
     /// The digest that replicas compare: equal states at equal slots must have equal digests.
     pub fn digest(&self) -> Digest {
-        digest_of(&(self.machine.digest(), self.sessions.digest()))
+        digest_of(&(
+            self.machine.digest(),
+            self.sessions.digest(),
+            &self.configuration,
+        ))
+    }
+
+    /// A self-contained copy of the state, for a checkpoint or a state transfer.
+    pub fn snapshot(&self) -> ServiceSnapshot {
+        ServiceSnapshot {
+            entries: self.machine.snapshot(),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|(client, session)| (*client, session.clone()))
+                .collect(),
+            configuration: self.configuration.clone(),
+        }
+    }
+
+    /// Rebuilds the state from a snapshot, refusing one that breaks an invariant.
+    pub fn restore(snapshot: ServiceSnapshot) -> Result<Self, RestoreError> {
+        let machine = KvStore::restore(snapshot.entries)?;
+        let mut sessions = Sessions::default();
+        for (client, session) in snapshot.sessions {
+            if sessions.get(client).is_some() {
+                return Err(RestoreError(format!("client {client:?} has two sessions")));
+            }
+            sessions.record(client, session);
+        }
+        if snapshot.configuration.members.is_empty() {
+            return Err(RestoreError("the configuration has no members".into()));
+        }
+        Ok(ServiceState {
+            machine,
+            sessions,
+            configuration: snapshot.configuration,
+        })
+    }
+}
+
+/// The serialized form of a [`ServiceState`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSnapshot {
+    pub entries: <KvStore as StateMachine>::Snapshot,
+    pub sessions: Vec<(ClientId, Session)>,
+    pub configuration: Configuration,
+}
+
+impl Serialize for ServiceState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.snapshot().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let snapshot = ServiceSnapshot::deserialize(deserializer)?;
+        ServiceState::restore(snapshot).map_err(serde::de::Error::custom)
     }
 }

@@ -23,6 +23,13 @@ pub struct Limits {
     pub max_queue: usize,
     /// Size bound of the entries in one promise or catch-up reply, in bytes.
     pub max_payload_bytes: usize,
+    /// Bytes of snapshot in one state-transfer message.
+    pub max_chunk_bytes: usize,
+    /// The largest snapshot a replica accepts in a state transfer.
+    pub max_snapshot_bytes: u64,
+    /// Slots for which checkpoint votes from other replicas are kept while this replica has
+    /// not reached them yet.
+    pub max_pending_checkpoints: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +40,9 @@ impl Default for Limits {
             max_batch_bytes: 16 * 1024,
             max_queue: 8192,
             max_payload_bytes: 48 * 1024,
+            max_chunk_bytes: 32 * 1024,
+            max_snapshot_bytes: 1 << 30,
+            max_pending_checkpoints: 4,
         }
     }
 }
@@ -51,6 +61,10 @@ pub struct ReplicaConfig {
     /// and missed decisions); the default model check leaves them out to keep the state space
     /// small, and the `heartbeats` preset checks them.
     pub heartbeat_interval: Option<Range<Duration>>,
+    /// The leader proposes a checkpoint command at every slot `s` with `(s + 1) % interval ==
+    /// 0`, so checkpoints cover multiples of `interval` slots. `None`: no checkpoints, and the
+    /// log grows without bound.
+    pub checkpoint_interval: Option<u64>,
     /// The leader of a brand-new cluster. A replica that starts with no storage at all
     /// promises this replica's ballot of round 1, and that replica leads in it at once. Phase 1
     /// for that ballot could only learn that nothing was accepted anywhere, so it is skipped
@@ -94,6 +108,7 @@ impl ReplicaConfig {
             election_timeout: Duration::from_millis(300)..Duration::from_millis(600),
             heartbeat_interval: Some(Duration::from_millis(50)..Duration::from_millis(50)),
             initial_leader,
+            checkpoint_interval: Some(1024),
             #[cfg(feature = "seeded-bugs")]
             bug: None,
         }

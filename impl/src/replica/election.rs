@@ -101,7 +101,12 @@ impl Replica {
         let mut accepted = Vec::new();
         let mut bytes = 0;
         let mut complete = true;
-        for (slot, entry) in state.durable.accepted.range(from..) {
+        let log_start = if self.config.has_bug(SeededBug::PromiseWithoutLogStart) {
+            0
+        } else {
+            state.durable.log_start
+        };
+        for (slot, entry) in state.durable.accepted.range(from.max(state.durable.log_start)..) {
             bytes += entry.command.size_bound() + 24;
             if bytes > self.config.limits.max_payload_bytes {
                 complete = false;
@@ -118,6 +123,7 @@ impl Replica {
             src,
             Msg::Promise {
                 ballot,
+                log_start,
                 accepted,
                 complete,
             },
@@ -131,6 +137,7 @@ impl Replica {
         state: &mut Cow<ReplicaState>,
         src: Id,
         ballot: Ballot,
+        log_start: Slot,
         accepted: Vec<AcceptedEntry>,
         complete: bool,
         fx: &mut Effects,
@@ -142,7 +149,10 @@ impl Replica {
             return;
         }
         let state = state.to_mut();
-        if !complete {
+        if !complete || log_start > state.executed {
+            // The acceptor discarded slots this candidate has not executed (or could not
+            // report all it accepted): the candidate cannot tell what was decided there, so
+            // it must not lead. It catches up from that acceptor instead.
             state.role = Role::Follower;
             fx.send(
                 src,

@@ -21,6 +21,7 @@ impl Replica {
             let slot = state.executed;
             match &command {
                 Command::Noop => {}
+                Command::Checkpoint => self.take_checkpoint(id, state, slot, fx),
                 Command::Batch(batch) => {
                     for request in batch.requests() {
                         self.apply_request(id, state, slot, request, fx);

@@ -67,6 +67,7 @@ impl Replica {
             &Msg::Heartbeat {
                 ballot: state.ballot(),
                 commit: state.executed,
+                stable: self.stable_checkpoint(state),
             },
         );
         self.set_heartbeat_timer(fx);
@@ -112,6 +113,17 @@ impl Replica {
     }
 
     pub(super) fn on_catch_up(&self, state: &mut Cow<ReplicaState>, src: Id, from: Slot, fx: &mut Effects) {
+        let mut from = from;
+        if from < state.executed && !state.log.contains_key(&from) {
+            // Those slots are truncated here: send the checkpoint, then the log after it.
+            match state.durable.checkpoint.as_ref() {
+                Some(checkpoint) if checkpoint.slot > from => {
+                    from = checkpoint.slot;
+                    self.send_snapshot_chunk(state, src, 0, fx);
+                }
+                _ => return,
+            }
+        }
         let mut commands = Vec::new();
         let mut bytes = 0;
         let mut slot = from;

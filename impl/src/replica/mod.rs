@@ -10,8 +10,11 @@
 //! - [`learning`]: decisions reaching followers through the leader's commit point,
 //!   heartbeats and catch-up.
 //! - [`execution`]: in-order execution with the exactly-once session table.
+//! - [`checkpoint`]: checkpoints, stability, log truncation and the audit.
+//! - [`transfer`]: state transfer of checkpoints in chunks.
 //! - [`invariants`]: local invariants checked after every step in debug builds.
 
+mod checkpoint;
 pub mod config;
 mod election;
 mod execution;
@@ -20,16 +23,18 @@ mod learning;
 mod replication;
 pub mod state;
 pub mod storage;
+pub mod transfer;
 
 pub use config::{Limits, ReplicaConfig};
-pub use state::{Candidacy, Leadership, Proposal, ReplicaState, Role, Votes};
-pub use storage::{Accepted, Durable, Storage, StorageChange};
+pub use state::{Candidacy, Leadership, Proposal, ReplicaState, Role, Transfer, Votes};
+pub use storage::{Accepted, Checkpoint, Durable, Storage, StorageChange};
 
 use crate::ballot::Ballot;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::message::Msg;
 use crate::node::{Node, Timer};
+use spec::{Configuration, ServiceState};
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -74,16 +79,35 @@ impl Replica {
             ),
             None => (Storage::default(), true),
         };
+        // Recovery starts from the latest checkpoint in storage, if any.
+        let (service, executed) = match &durable.checkpoint {
+            Some(checkpoint) => ((*checkpoint.state).clone(), checkpoint.slot),
+            None => (
+                ServiceState::new(Configuration::initial(self.config.members.iter().copied())),
+                0,
+            ),
+        };
         let mut state = ReplicaState {
             durable,
             role: Role::Follower,
             leader: None,
             log: BTreeMap::new(),
-            executed: 0,
-            service: Default::default(),
+            executed,
+            service,
+            checkpoint_votes: BTreeMap::new(),
+            transfer: None,
+            diverged: false,
+            snapshots_installed: 0,
+            audit_failures: 0,
             digest: 0,
         };
         fx.persist();
+        if !fresh {
+            // Ask a peer for what was decided while this replica was down.
+            if let Some(peer) = self.others(id).next() {
+                fx.send(peer, Msg::CatchUp { from: executed });
+            }
+        }
         match self.config.initial_leader {
             Some(leader) if fresh => {
                 state.durable.promised = Ballot {
@@ -131,23 +155,50 @@ impl Replica {
             Msg::Prepare { ballot, from } => self.on_prepare(id, state, src, ballot, from, &mut fx),
             Msg::Promise {
                 ballot,
+                log_start,
                 accepted,
                 complete,
-            } => self.on_promise(id, state, src, ballot, accepted, complete, &mut fx),
+            } => self.on_promise(id, state, src, ballot, log_start, accepted, complete, &mut fx),
             Msg::Nack { ballot } => self.on_nack(state, ballot, &mut fx),
             Msg::Accept {
                 ballot,
                 slot,
                 command,
                 commit,
-            } => self.on_accept(id, state, src, ballot, slot, command, commit, &mut fx),
+                stable,
+            } => {
+                self.on_accept(id, state, src, ballot, slot, command, commit, &mut fx);
+                if ballot == state.ballot() {
+                    self.on_stable_checkpoint(state, src, stable, &mut fx);
+                }
+            }
             Msg::Accepted { ballot, slot, .. } => {
                 self.on_accepted(id, state, src, ballot, slot, &mut fx)
             }
-            Msg::Heartbeat { ballot, commit } => {
-                self.on_heartbeat(id, state, src, ballot, commit, &mut fx)
+            Msg::Heartbeat {
+                ballot,
+                commit,
+                stable,
+            } => {
+                self.on_heartbeat(id, state, src, ballot, commit, &mut fx);
+                if ballot == state.ballot() {
+                    self.on_stable_checkpoint(state, src, stable, &mut fx);
+                }
             }
             Msg::CatchUp { from } => self.on_catch_up(state, src, from, &mut fx),
+            Msg::CheckpointVote { slot, digest } => {
+                self.on_checkpoint_vote(id, state, src, slot, digest, &mut fx)
+            }
+            Msg::Snapshot {
+                slot,
+                digest,
+                total,
+                offset,
+                bytes,
+            } => self.on_snapshot(id, state, src, slot, digest, total, offset, bytes, &mut fx),
+            Msg::SnapshotRequest { slot, offset } => {
+                self.on_snapshot_request(state, src, slot, offset, &mut fx)
+            }
             Msg::CatchUpReply { from, commands } => {
                 self.on_catch_up_reply(id, state, from, commands, &mut fx)
             }

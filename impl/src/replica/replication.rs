@@ -85,7 +85,18 @@ impl Replica {
         let Role::Leader(leadership) = role else {
             return;
         };
-        while !leadership.queue.is_empty() && leadership.proposals.len() < limits.window {
+        while leadership.proposals.len() < limits.window {
+            if let Some(interval) = self.config.checkpoint_interval {
+                if (leadership.next_slot + 1) % interval == 0 {
+                    let slot = leadership.next_slot;
+                    leadership.next_slot += 1;
+                    self.propose(id, durable, leadership, slot, Command::Checkpoint, *executed, fx);
+                    continue;
+                }
+            }
+            if leadership.queue.is_empty() {
+                break;
+            }
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(next) = leadership.queue.front() {
@@ -136,6 +147,11 @@ impl Replica {
         fx: &mut Effects,
     ) {
         let ballot = durable.promised;
+        let stable = durable
+            .checkpoint
+            .as_ref()
+            .filter(|c| c.slot == durable.log_start && c.slot > 0)
+            .map(|c| (c.slot, c.digest));
         durable.accepted.insert(
             slot,
             Accepted {
@@ -158,6 +174,7 @@ impl Replica {
                 slot,
                 command,
                 commit,
+                stable,
             },
         );
     }
@@ -174,6 +191,11 @@ impl Replica {
         commit: Slot,
         fx: &mut Effects,
     ) {
+        if slot < state.durable.log_start {
+            // Decided, checkpointed and truncated: a leader that proposes it is stale, and
+            // learns the outcome by catching up.
+            return;
+        }
         if ballot < state.ballot() && !self.config.has_bug(SeededBug::AcceptLowerBallot) {
             // Refused silently: a deposed leader learns of the higher ballot from the new
             // candidate's Prepare, or from the Nack to its next heartbeat. Answering every stale

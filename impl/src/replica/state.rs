@@ -65,6 +65,18 @@ pub struct Leadership {
     pub queue: VecDeque<Request>,
 }
 
+/// A snapshot arriving in chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Transfer {
+    /// The checkpoint's slot and digest, as announced by the sender.
+    pub slot: Slot,
+    pub digest: Digest,
+    /// Its encoded size.
+    pub total: u64,
+    /// The bytes received so far, in order.
+    pub bytes: Vec<u8>,
+}
+
 /// What part the replica currently plays besides acceptor and learner, which it always is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -89,8 +101,18 @@ pub struct ReplicaState {
     pub log: BTreeMap<Slot, Command>,
     /// Slots `0..executed` have been applied to `service`.
     pub executed: Slot,
-    /// The replicated service: the key-value machine and the session table.
+    /// The replicated service: the key-value machine, the session table, the configuration.
     pub service: ServiceState,
+    /// Checkpoint votes (digests) by slot and replica, for slots not yet stable.
+    pub checkpoint_votes: BTreeMap<Slot, BTreeMap<Id, Digest>>,
+    /// A state transfer being received.
+    pub transfer: Option<Transfer>,
+    /// Set when the audit found this replica's state different from a quorum's: it then
+    /// installs a snapshot even at a slot it has already executed.
+    pub diverged: bool,
+    /// Counters shown by `status`: snapshots installed and audit disagreements found.
+    pub snapshots_installed: u32,
+    pub audit_failures: u32,
     /// Digest of all of the above (see the type's documentation).
     pub digest: Digest,
 }
@@ -112,9 +134,19 @@ impl ReplicaState {
             log,
             executed,
             service,
+            checkpoint_votes,
+            transfer,
+            diverged,
+            snapshots_installed,
+            audit_failures,
             digest: _,
         } = self;
         let mut hasher = StableHasher::new();
+        checkpoint_votes.hash(&mut hasher);
+        transfer.hash(&mut hasher);
+        diverged.hash(&mut hasher);
+        snapshots_installed.hash(&mut hasher);
+        audit_failures.hash(&mut hasher);
         durable.hash(&mut hasher);
         role.hash(&mut hasher);
         leader.hash(&mut hasher);

@@ -4,8 +4,10 @@
 
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
-use spec::{Command, Slot};
+use spec::{Command, Digest, ServiceState, Slot};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A value an acceptor accepted for a slot, with the ballot it was accepted in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -14,15 +16,51 @@ pub struct Accepted {
     pub command: Command,
 }
 
-/// Durable acceptor state.
+/// A checkpoint: the service state after executing every slot below `slot`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first slot the checkpoint does not cover.
+    pub slot: Slot,
+    /// `state.digest()`, which replicas compare in the audit.
+    pub digest: Digest,
+    /// Shared: a checkpoint sits in the replica's state and in its storage.
+    pub state: Arc<ServiceState>,
+}
+
+impl Hash for Checkpoint {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        // The digest stands for the state.
+        self.slot.hash(hasher);
+        self.digest.hash(hasher);
+    }
+}
+
+impl Checkpoint {
+    /// The checkpoint of `state` after executing the slots below `slot`.
+    pub fn of(slot: Slot, state: &ServiceState) -> Self {
+        Checkpoint {
+            slot,
+            digest: state.digest(),
+            state: Arc::new(state.clone()),
+        }
+    }
+}
+
+/// Durable replica state: the acceptor's promise and accepted values, and the latest checkpoint
+/// with the truncation point of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Storage {
     /// The highest ballot promised: ballots below it are refused.
     pub promised: Ballot,
-    /// The last value accepted for each slot.
+    /// The last value accepted for each slot at or above `log_start`.
     pub accepted: BTreeMap<Slot, Accepted>,
     /// How many times the replica has restarted from this storage.
     pub incarnation: u32,
+    /// Slots below this are covered by a stable checkpoint (one a quorum holds durably), and
+    /// their accepted values have been discarded.
+    pub log_start: Slot,
+    /// The latest checkpoint this replica made or installed; recovery starts from it.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Durable state that can be written incrementally: the runtime appends the changes between
@@ -46,6 +84,8 @@ pub enum StorageChange {
     Accepted(Slot, Accepted),
     /// The accepted value of a slot was discarded (truncated below a stable checkpoint).
     Discarded(Slot),
+    LogStart(Slot),
+    Checkpoint(Checkpoint),
 }
 
 impl Durable for Storage {
@@ -58,6 +98,14 @@ impl Durable for Storage {
         }
         if self.incarnation != earlier.incarnation {
             changes.push(StorageChange::Incarnation(self.incarnation));
+        }
+        if self.log_start != earlier.log_start {
+            changes.push(StorageChange::LogStart(self.log_start));
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            if earlier.checkpoint.as_ref() != Some(checkpoint) {
+                changes.push(StorageChange::Checkpoint(checkpoint.clone()));
+            }
         }
         for slot in earlier.accepted.keys() {
             if !self.accepted.contains_key(slot) {
@@ -83,6 +131,8 @@ impl Durable for Storage {
             StorageChange::Discarded(slot) => {
                 self.accepted.remove(&slot);
             }
+            StorageChange::LogStart(slot) => self.log_start = slot,
+            StorageChange::Checkpoint(checkpoint) => self.checkpoint = Some(checkpoint),
         }
     }
 }
@@ -126,6 +176,8 @@ mod tests {
         let mut later = earlier.clone();
         later.promised = ballot(3);
         later.incarnation = 2;
+        later.log_start = 1;
+        later.checkpoint = Some(Checkpoint::of(1, &ServiceState::default()));
         later.accepted.remove(&0);
         later.accepted.insert(
             1,
@@ -142,7 +194,7 @@ mod tests {
             },
         );
         let changes = later.changes_since(&earlier);
-        assert_eq!(changes.len(), 5);
+        assert_eq!(changes.len(), 7);
         let mut replayed = earlier.clone();
         for change in changes {
             replayed.apply(change);

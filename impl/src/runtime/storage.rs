@@ -7,7 +7,7 @@
 //! identity        which cluster and replica the directory belongs to (text)
 //! lock            held (flock) while a process uses the directory
 //! snapshot.<g>    "SMRSNAP1" | generation u64 | length u64 | crc32 u32 | postcard(Storage)
-//! log.<g>         "SMRLOG01" | generation u64 | records...
+//! log.<g>         "SMRLOG01" | generation u64 | records... | zeros (preallocated)
 //!   record        length u32 | crc32(payload) u32 | crc32(length, crc) u32 | postcard(changes)
 //! ```
 //!
@@ -19,9 +19,12 @@
 //! place and the directory fsync'd, so a name never refers to a partial file. Log records are
 //! appended and fsync'd (fdatasync) before the runtime sends any message that depends on them.
 //! A crash can therefore leave only one thing incomplete: the last record of the newest log,
-//! which nobody was told about. On open such a torn record is dropped with a warning; any
-//! other damage (a checksum mismatch, an undecodable record, a missing file) is reported with
-//! the file, the byte offset and what is wrong, and the replica refuses to start.
+//! which nobody was told about. On open, an invalid record with no valid record anywhere after
+//! it is such a torn append: it is zeroed with a warning. Any other damage (an invalid record
+//! followed by a valid one, a record whose checksum is right but which does not decode, a bad
+//! snapshot, a missing file) is reported with the file, the byte offset and what is wrong, and
+//! the replica refuses to start. (Damage confined to the very last record cannot be told apart
+//! from a torn append; it is treated as one.)
 //!
 //! Compaction. When the log grows past [`COMPACT_LOG_BYTES`] and past the snapshot's size (so
 //! that compaction costs at most as much as the log it removes), the current state is written
@@ -31,10 +34,17 @@
 use crate::replica::Durable;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// The log is compacted into a new snapshot once it is larger than this (and than the snapshot).
 pub const COMPACT_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The log file grows in zero-filled extents of this size, written ahead of the records.
+/// An append then overwrites blocks that already exist, so its fdatasync does not have to
+/// commit a new file size to the file system journal: on ext4 this roughly halves the
+/// latency of the fsync that every acknowledged write waits for.
+pub const LOG_EXTENT_BYTES: u64 = 2 * 1024 * 1024;
 
 /// The largest log record or snapshot accepted on reading; anything larger is corruption.
 pub const MAX_RECORD_BYTES: u64 = 1 << 30;
@@ -111,7 +121,10 @@ pub struct DurableStore<S: Durable> {
     generation: u64,
     /// The log of the current generation, opened for appending; `None` before the first save.
     log: Option<File>,
+    /// The end of the records in the log.
     log_bytes: u64,
+    /// The log file's size: records, then zeros.
+    log_allocated: u64,
     snapshot_bytes: u64,
     /// Exactly what the files hold, to compute the changes of the next commit.
     image: Option<S>,
@@ -161,6 +174,7 @@ impl<S: Durable> DurableStore<S> {
             generation: 0,
             log: None,
             log_bytes: 0,
+            log_allocated: 0,
             snapshot_bytes: 0,
             image: None,
         };
@@ -200,7 +214,9 @@ impl<S: Durable> DurableStore<S> {
         store.generation = generation;
         store.snapshot_bytes = snapshot_bytes;
         store.log_bytes = log_bytes;
-        store.log = Some(open_append(&log_path)?);
+        let log = open_log(&log_path)?;
+        store.log_allocated = file_size(&log, &log_path)?;
+        store.log = Some(log);
         store.image = Some(state.clone());
         Ok((store, Some(state)))
     }
@@ -238,18 +254,36 @@ impl<S: Durable> DurableStore<S> {
         let payload = postcard::to_stdvec(&changes)
             .map_err(|e| failure(&log_path, None, format!("cannot encode changes: {e}")))?;
         let record = encode_record(&payload);
-        let log = self.log.as_mut().expect("a store with an image has a log");
-        log.write_all(&record)
+        let end = self.log_bytes + record.len() as u64;
+        if end > self.log_allocated {
+            self.extend_log(end)?;
+        }
+        let log = self.log.as_ref().expect("a store with an image has a log");
+        log.write_all_at(&record, self.log_bytes)
             .map_err(|e| io_failure(&log_path, "cannot append", e))?;
         if self.sync == SyncPolicy::Fsync {
             log.sync_data()
                 .map_err(|e| io_failure(&log_path, "cannot fsync", e))?;
         }
-        self.log_bytes += record.len() as u64;
+        self.log_bytes = end;
         if self.log_bytes > COMPACT_LOG_BYTES && self.log_bytes > self.snapshot_bytes {
             self.write_generation(self.generation + 1, &latest)?;
         }
         self.image = Some(latest);
+        Ok(())
+    }
+
+    /// Grows the log with zeros to whole extents past `end`, and makes the new size durable.
+    fn extend_log(&mut self, end: u64) -> Result<(), StorageError> {
+        let path = self.log_path(self.generation);
+        let log = self.log.as_ref().expect("a store with an image has a log");
+        let target = (end / LOG_EXTENT_BYTES + 1) * LOG_EXTENT_BYTES;
+        write_zeros(log, &path, self.log_allocated, target)?;
+        if self.sync == SyncPolicy::Fsync {
+            log.sync_all()
+                .map_err(|e| io_failure(&path, "cannot fsync", e))?;
+        }
+        self.log_allocated = target;
         Ok(())
     }
 
@@ -278,7 +312,10 @@ impl<S: Durable> DurableStore<S> {
         let log_bytes = create_log(&self.dir, generation, self.sync)?;
         let previous = self.generation;
         self.generation = generation;
-        self.log = Some(open_append(&self.log_path(generation))?);
+        let log_path = self.log_path(generation);
+        let log = open_log(&log_path)?;
+        self.log_allocated = file_size(&log, &log_path)?;
+        self.log = Some(log);
         self.log_bytes = log_bytes;
         self.snapshot_bytes = bytes.len() as u64;
         if previous > 0 {
@@ -454,10 +491,15 @@ fn replay_log<S: Durable>(
             ),
         ));
     }
+    // Past the last non-zero byte there is only preallocated space.
+    let data_end = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |last| last + 1);
     let mut offset = LOG_HEADER_BYTES as usize;
-    while offset < bytes.len() {
-        match parse_record(&bytes, offset) {
-            Record::Complete { payload, next } => {
+    while offset < data_end {
+        let why = match parse_record(&bytes, offset) {
+            Ok((payload, next)) => {
                 let changes: Vec<S::Change> = postcard::from_bytes(payload).map_err(|e| {
                     failure(
                         path,
@@ -469,81 +511,68 @@ fn replay_log<S: Durable>(
                     state.apply(change);
                 }
                 offset = next;
+                continue;
             }
-            Record::Torn(_) if repair.is_none() => break,
-            Record::Torn(why) => {
-                tracing::warn!(
-                    file = %path.display(),
-                    offset,
-                    dropped_bytes = bytes.len() - offset,
-                    "dropping a torn final log record ({why}); it was never acknowledged"
-                );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(|e| io_failure(path, "cannot open to truncate", e))?;
-                file.set_len(offset as u64)
-                    .map_err(|e| io_failure(path, "cannot truncate", e))?;
-                if repair == Some(SyncPolicy::Fsync) {
-                    file.sync_all()
-                        .map_err(|e| io_failure(path, "cannot fsync", e))?;
-                }
-                break;
-            }
-            Record::Corrupt(what) => return Err(failure(path, Some(offset as u64), what)),
+            Err(why) => why,
+        };
+        // Appends are sequential and each waits for the previous one's fsync, so only the
+        // last can be incomplete. A bad record with a good one after it is damage.
+        if let Some(later) = (offset + 1..data_end).find(|at| parse_record(&bytes, *at).is_ok()) {
+            return Err(failure(
+                path,
+                Some(offset as u64),
+                format!("{why}, and a valid record follows at byte {later}: the log is corrupt"),
+            ));
         }
+        let Some(sync) = repair else {
+            break;
+        };
+        tracing::warn!(
+            file = %path.display(),
+            offset,
+            dropped_bytes = data_end - offset,
+            "dropping a torn final log record ({why}); it was never acknowledged"
+        );
+        // Zero it, so that later appends never sit next to its remains.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_failure(path, "cannot open to repair", e))?;
+        write_zeros(&file, path, offset as u64, data_end as u64)?;
+        if sync == SyncPolicy::Fsync {
+            file.sync_all()
+                .map_err(|e| io_failure(path, "cannot fsync", e))?;
+        }
+        break;
     }
     Ok(offset as u64)
 }
 
-enum Record<'a> {
-    Complete {
-        payload: &'a [u8],
-        next: usize,
-    },
-    /// An incomplete write at the end of the file.
-    Torn(&'static str),
-    Corrupt(String),
-}
-
-fn parse_record(bytes: &[u8], offset: usize) -> Record<'_> {
+/// Checks the record at `offset`: its payload and where the next record starts, or what is
+/// wrong with it.
+fn parse_record(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), String> {
     let rest = &bytes[offset..];
-    let only_zeros_follow = rest.iter().all(|b| *b == 0);
     if rest.len() < RECORD_HEADER_BYTES {
-        return Record::Torn("incomplete record header");
+        return Err("incomplete record header".into());
     }
     let length = u32_at(rest, 0);
     let crc = u32_at(rest, 4);
     if crc32fast::hash(&rest[0..8]) != u32_at(rest, 8) {
-        // A header is written in one piece; if it is wrong and nothing but zeros follows, the
-        // write was cut short (the file grew, the data did not land). Otherwise it is damage.
-        return if only_zeros_follow {
-            Record::Torn("zero-filled record header")
-        } else {
-            Record::Corrupt("record header checksum mismatch".into())
-        };
+        return Err("record header checksum mismatch".into());
     }
-    if u64::from(length) > MAX_RECORD_BYTES {
-        return Record::Corrupt(format!("record length {length} exceeds the maximum"));
+    if length == 0 || u64::from(length) > MAX_RECORD_BYTES {
+        // Every record holds at least one change, so an empty one is never written.
+        return Err(format!("record length {length} is impossible"));
     }
     let end = RECORD_HEADER_BYTES + length as usize;
     if rest.len() < end {
-        return Record::Torn("record extends past the end of the file");
+        return Err("record extends past the end of the file".into());
     }
     let payload = &rest[RECORD_HEADER_BYTES..end];
     if crc32fast::hash(payload) != crc {
-        // The last record's payload may be partly written; a bad record followed by others
-        // cannot be a torn write.
-        return if rest.len() == end {
-            Record::Torn("final record's payload checksum mismatch")
-        } else {
-            Record::Corrupt("record checksum mismatch".into())
-        };
+        return Err("record checksum mismatch".into());
     }
-    Record::Complete {
-        payload,
-        next: offset + end,
-    }
+    Ok((payload, offset + end))
 }
 
 fn encode_record(payload: &[u8]) -> Vec<u8> {
@@ -568,20 +597,41 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
-/// Creates the empty log of `generation`; returns its length.
+/// Creates the empty log of `generation`, one extent long; returns where its records start.
 fn create_log(dir: &Path, generation: u64, sync: SyncPolicy) -> Result<u64, StorageError> {
-    let mut header = Vec::with_capacity(LOG_HEADER_BYTES as usize);
-    header.extend_from_slice(&LOG_MAGIC);
-    header.extend_from_slice(&generation.to_le_bytes());
-    write_atomically(dir, &dir.join(format!("log.{generation}")), &header, sync)?;
+    let mut bytes = vec![0u8; LOG_EXTENT_BYTES as usize];
+    bytes[0..8].copy_from_slice(&LOG_MAGIC);
+    bytes[8..16].copy_from_slice(&generation.to_le_bytes());
+    write_atomically(dir, &dir.join(format!("log.{generation}")), &bytes, sync)?;
     Ok(LOG_HEADER_BYTES)
 }
 
-fn open_append(path: &Path) -> Result<File, StorageError> {
+fn open_log(path: &Path) -> Result<File, StorageError> {
     OpenOptions::new()
-        .append(true)
+        .read(true)
+        .write(true)
         .open(path)
-        .map_err(|e| io_failure(path, "cannot open for appending", e))
+        .map_err(|e| io_failure(path, "cannot open for writing", e))
+}
+
+fn file_size(file: &File, path: &Path) -> Result<u64, StorageError> {
+    file.metadata()
+        .map(|metadata| metadata.len())
+        .map_err(|e| io_failure(path, "cannot stat", e))
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn write_zeros(file: &File, path: &Path, from: u64, to: u64) -> Result<(), StorageError> {
+    const CHUNK: u64 = 256 * 1024;
+    let zeros = vec![0u8; CHUNK.min(to.saturating_sub(from)) as usize];
+    let mut at = from;
+    while at < to {
+        let length = CHUNK.min(to - at) as usize;
+        file.write_all_at(&zeros[..length], at)
+            .map_err(|e| io_failure(path, "cannot write", e))?;
+        at += length as u64;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or all of `bytes`:
@@ -676,26 +726,62 @@ mod tests {
 
     #[test]
     fn a_torn_final_record_is_dropped_and_the_rest_kept() {
+        // Goal: whatever part of the last append a crash kept, the earlier records are kept,
+        // the torn one is dropped, and appending afterwards works.
+        for tear in ["payload", "header", "garbage after"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut store, _) = open(dir.path()).unwrap();
+            store.commit(storage_with(1)).unwrap();
+            store.commit(storage_with(2)).unwrap();
+            let before_last = store.log_bytes as usize;
+            store.commit(storage_with(3)).unwrap();
+            let end = store.log_bytes as usize;
+            let log = dir.path().join(format!("log.{}", store.generation()));
+            drop(store);
+            let mut bytes = fs::read(&log).unwrap();
+            match tear {
+                "payload" => bytes[end - 3..end].fill(0),
+                "header" => bytes[before_last..before_last + 4].fill(0xaa),
+                _ => bytes[end + 100..end + 110].fill(0x55),
+            }
+            fs::write(&log, &bytes).unwrap();
+            let (mut store, loaded) = open(dir.path()).unwrap();
+            let expected = if tear == "garbage after" { 3 } else { 2 };
+            assert_eq!(loaded, Some(storage_with(expected)), "{tear}");
+            store.commit(storage_with(4)).unwrap();
+            drop(store);
+            assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(4)), "{tear}");
+        }
+    }
+
+    #[test]
+    fn the_log_grows_past_its_first_extent() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = open(dir.path()).unwrap();
         store.commit(storage_with(1)).unwrap();
-        store.commit(storage_with(2)).unwrap();
-        store.commit(storage_with(3)).unwrap();
-        let log = dir.path().join(format!("log.{}", store.generation()));
+        let mut storage = storage_with(1);
+        let mut slot = 1;
+        while store.log_bytes < LOG_EXTENT_BYTES + 1000 {
+            for _ in 0..200 {
+                storage.accepted.insert(
+                    slot,
+                    Accepted {
+                        ballot: storage.promised,
+                        command: Command::Noop,
+                    },
+                );
+                slot += 1;
+            }
+            // Re-accepting every slot in a new ballot makes large records.
+            storage.promised.round += 1;
+            let ballot = storage.promised;
+            for accepted in storage.accepted.values_mut() {
+                accepted.ballot = ballot;
+            }
+            store.commit(storage.clone()).unwrap();
+        }
         drop(store);
-        let length = fs::metadata(&log).unwrap().len();
-        OpenOptions::new()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(length - 3)
-            .unwrap();
-        let (mut store, loaded) = open(dir.path()).unwrap();
-        assert_eq!(loaded, Some(storage_with(2)));
-        // Appending after the truncation works and is read back.
-        store.commit(storage_with(4)).unwrap();
-        drop(store);
-        assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(4)));
+        assert_eq!(open(dir.path()).unwrap().1, Some(storage));
     }
 
     #[test]

@@ -1,0 +1,168 @@
+//! Checkpoints, log truncation and the audit.
+//!
+//! The leader proposes a CHECKPOINT command every `checkpoint_interval` slots. Every replica
+//! that executes it at slot `s` records a checkpoint at `s + 1` (the state after every slot up
+//! to `s`) and saves it durably; a follower then sends the leader a vote with the state's
+//! digest (after the save, like every message of the step).
+//!
+//! A checkpoint is *stable* once a quorum holds it durably with the same digest: a quorum can
+//! then always hand it to a replica that needs it, so the accepted values and decided commands
+//! below it are no longer needed. The leader counts the votes, truncates, and announces the
+//! stable checkpoint (slot and digest) in every Accept and heartbeat; a follower truncates when
+//! it holds that checkpoint itself, or a later one. Nobody discards what it has not executed.
+//!
+//! The same digests audit the replicas (Schneider 1990, section 7: replicas can check each
+//! other by comparing states at the same point). A follower whose checkpoint differs from the
+//! stable one, or a leader whose checkpoint differs from the one a quorum of followers agrees on,
+//! has diverged: it counts the failure (the runtime logs it) and re-syncs by state transfer.
+
+use super::state::{ReplicaState, Role};
+use super::storage::Checkpoint;
+use super::Replica;
+use crate::bugs::SeededBug;
+use crate::effects::Effects;
+use crate::message::Msg;
+use spec::{Digest, Slot};
+use stateright::actor::Id;
+use std::borrow::Cow;
+
+impl Replica {
+    /// Executing the CHECKPOINT command at `slot`: checkpoint the state after it.
+    pub(super) fn take_checkpoint(&self, id: Id, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
+        let checkpoint = Checkpoint::of(slot + 1, &state.service);
+        let (at, digest) = (checkpoint.slot, checkpoint.digest);
+        state.durable.checkpoint = Some(checkpoint);
+        fx.persist();
+        if state.is_leader() {
+            state.checkpoint_votes.entry(at).or_default().insert(id, digest);
+            self.count_checkpoint_votes(id, state, at, fx);
+        } else if let Some(leader) = state.leader.filter(|leader| *leader != id) {
+            fx.send(leader, Msg::CheckpointVote { slot: at, digest });
+        }
+        if self.config.has_bug(SeededBug::TruncateBeforeStable) {
+            self.truncate(state, at, fx);
+        }
+    }
+
+    /// The stable checkpoint this leader announces, if any.
+    pub(super) fn stable_checkpoint(&self, state: &ReplicaState) -> Option<(Slot, Digest)> {
+        state
+            .durable
+            .checkpoint
+            .as_ref()
+            .filter(|c| c.slot == state.durable.log_start && c.slot > 0)
+            .map(|c| (c.slot, c.digest))
+    }
+
+    /// A leader receives a follower's vote.
+    pub(super) fn on_checkpoint_vote(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        slot: Slot,
+        digest: Digest,
+        fx: &mut Effects,
+    ) {
+        let known = state
+            .checkpoint_votes
+            .get(&slot)
+            .is_some_and(|votes| votes.get(&src) == Some(&digest));
+        if !state.is_leader() || slot <= state.durable.log_start || known {
+            return;
+        }
+        let full = state.checkpoint_votes.len() >= self.config.limits.max_pending_checkpoints;
+        if full
+            && !state.checkpoint_votes.contains_key(&slot)
+            && state.checkpoint_votes.keys().next().is_some_and(|first| slot < *first)
+        {
+            return; // Older than every slot kept, and no room.
+        }
+        let state = state.to_mut();
+        state.checkpoint_votes.entry(slot).or_default().insert(src, digest);
+        while state.checkpoint_votes.len() > self.config.limits.max_pending_checkpoints {
+            state.checkpoint_votes.pop_first();
+        }
+        self.count_checkpoint_votes(id, state, slot, fx);
+    }
+
+    /// The leader: truncates when its checkpoint at `slot` is stable, and audits itself.
+    fn count_checkpoint_votes(&self, id: Id, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
+        let Some(votes) = state.checkpoint_votes.get(&slot) else {
+            return;
+        };
+        let Some(own) = state
+            .durable
+            .checkpoint
+            .as_ref()
+            .filter(|c| c.slot == slot)
+            .map(|c| c.digest)
+        else {
+            return;
+        };
+        let quorum = self.quorum();
+        let agreeing = |digest: Digest| votes.values().filter(|d| **d == digest).count();
+        if agreeing(own) >= quorum {
+            if slot > state.durable.log_start {
+                self.truncate(state, slot, fx);
+            }
+            return;
+        }
+        // A quorum of followers agrees on another digest: this leader's state has diverged.
+        if let Some((peer, _)) = votes
+            .iter()
+            .find(|(voter, digest)| **voter != id && **digest != own && agreeing(**digest) >= quorum)
+        {
+            let peer = *peer;
+            self.report_divergence(state, peer, slot, fx);
+            self.step_down(state, fx);
+        }
+    }
+
+    /// A follower learns the leader's stable checkpoint from an Accept or heartbeat.
+    pub(super) fn on_stable_checkpoint(
+        &self,
+        state: &mut Cow<ReplicaState>,
+        leader: Id,
+        stable: Option<(Slot, Digest)>,
+        fx: &mut Effects,
+    ) {
+        let Some((slot, digest)) = stable else {
+            return;
+        };
+        if slot <= state.durable.log_start || state.diverged {
+            return;
+        }
+        let Some(held) = state.durable.checkpoint.as_ref().map(|c| (c.slot, c.digest)) else {
+            return;
+        };
+        match held {
+            (at, own) if at == slot && own != digest => {
+                self.report_divergence(state.to_mut(), leader, slot, fx)
+            }
+            (at, _) if at >= slot => self.truncate(state.to_mut(), slot, fx),
+            _ => {}
+        }
+    }
+
+    /// The audit failed: count it, and fetch a correct snapshot from `peer`.
+    fn report_divergence(&self, state: &mut ReplicaState, peer: Id, slot: Slot, fx: &mut Effects) {
+        if !state.diverged {
+            state.diverged = true;
+            state.audit_failures += 1;
+            fx.send(peer, Msg::SnapshotRequest { slot, offset: 0 });
+        }
+    }
+
+    /// Discards everything below the stable checkpoint at `slot`.
+    fn truncate(&self, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
+        state.durable.log_start = slot;
+        state.durable.accepted = state.durable.accepted.split_off(&slot);
+        state.log = state.log.split_off(&slot);
+        state.checkpoint_votes = state.checkpoint_votes.split_off(&(slot + 1));
+        if let Role::Leader(leadership) = &mut state.role {
+            leadership.proposals = leadership.proposals.split_off(&slot);
+        }
+        fx.persist();
+    }
+}
