@@ -196,25 +196,30 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 .leader
                 .map_or_else(|| "unknown".to_string(), |leader| leader.to_string());
             let members: Vec<String> = status.members.iter().map(ToString::to_string).collect();
-            let checkpoint = status
-                .checkpoint
-                .map_or_else(|| "none".to_string(), |slot| format!("slot {slot}"));
+            let checkpoint = status.checkpoint.map_or_else(
+                || "none".to_string(),
+                |(slot, digest)| format!("at slot {slot} (digest {digest:016x})"),
+            );
             println!(
-                "replica {id} at {address}: {} in ballot {}.{}, leader {leader}, members [{}]",
+                "replica {id} at {address}: {} in ballot {}.{}, leader {leader}, configuration {} members [{}]",
                 status.role,
                 status.ballot.0,
                 status.ballot.1,
+                status.epoch,
                 members.join(", ")
             );
             println!(
-                "  slots decided {} executed {} accepted-in-storage {}; checkpoint {checkpoint}; incarnation {}; keys {}; sessions {}; state digest {:016x}",
+                "  slots decided {} executed {}; log from slot {} ({} accepted in storage); checkpoint {checkpoint}; snapshots installed {}; audit failures {}",
                 status.decided,
                 status.executed,
+                status.log_start,
                 status.accepted,
-                status.incarnation,
-                status.keys,
-                status.sessions,
-                status.service_digest
+                status.snapshots_installed,
+                status.audit_failures,
+            );
+            println!(
+                "  incarnation {}; keys {}; sessions {}; state digest {:016x}",
+                status.incarnation, status.keys, status.sessions, status.service_digest
             );
         }
         None => println!(

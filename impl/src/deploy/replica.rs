@@ -62,7 +62,6 @@ pub fn start_replica(
             "starting with an empty data directory"
         ),
     }
-    let members = cluster.replica.members.clone();
     let actor = Node::Replica(Replica::new(cluster.replica.clone()));
     Ok(Runtime::new(
         actor,
@@ -75,7 +74,5 @@ pub fn start_replica(
     )
     .with_store(store, loaded)
     .with_inline_commit(options.inline_commit)
-    .with_status(Box::new(move |state| {
-        encode_replica_status(&members, state)
-    })))
+    .with_status(Box::new(encode_replica_status)))
 }

@@ -23,7 +23,9 @@ pub struct ReplicaStatus {
     pub ballot: (u32, u64),
     /// The replica believed to lead.
     pub leader: Option<u64>,
-    /// The configuration: the member ids.
+    /// The configuration the replica has executed up to: its epoch and member ids (the
+    /// replicated configuration, which JOIN and QUIT change through the log).
+    pub epoch: u64,
     pub members: Vec<u64>,
     /// One past the highest slot known decided here.
     pub decided: u64,
@@ -39,12 +41,19 @@ pub struct ReplicaStatus {
     pub sessions: u64,
     /// The digest of the executed service state (equal at equal `executed` on every replica).
     pub service_digest: u64,
-    /// The slot of the latest checkpoint; `None` while the replica keeps no checkpoints.
-    pub checkpoint: Option<u64>,
+    /// The latest checkpoint in durable storage: the first slot it does not cover, and the
+    /// digest of its state. `None` before the first checkpoint.
+    pub checkpoint: Option<(u64, u64)>,
+    /// Slots below this are covered by a stable checkpoint and truncated from the log.
+    pub log_start: u64,
+    /// Snapshots installed by state transfer since the replica started.
+    pub snapshots_installed: u32,
+    /// Audits that found this replica's state different from a quorum's.
+    pub audit_failures: u32,
 }
 
 /// Encodes the status of a replica state (the runtime's status function for replicas).
-pub fn encode_replica_status(members: &[Id], state: &NodeState) -> Vec<u8> {
+pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
     let Some(replica) = state.replica() else {
         return Vec::new();
     };
@@ -66,7 +75,15 @@ pub fn encode_replica_status(members: &[Id], state: &NodeState) -> Vec<u8> {
             wire_id(replica.durable.promised.leader),
         ),
         leader: replica.leader.map(wire_id),
-        members: members.iter().copied().map(wire_id).collect(),
+        epoch: replica.service.configuration.epoch,
+        members: replica
+            .service
+            .configuration
+            .members
+            .iter()
+            .copied()
+            .map(wire_id)
+            .collect(),
         decided,
         executed: replica.executed,
         accepted: replica.durable.accepted.len() as u64,
@@ -74,7 +91,14 @@ pub fn encode_replica_status(members: &[Id], state: &NodeState) -> Vec<u8> {
         keys: replica.service.machine.len() as u64,
         sessions: replica.service.sessions.len() as u64,
         service_digest: replica.service.digest(),
-        checkpoint: None,
+        checkpoint: replica
+            .durable
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| (checkpoint.slot, checkpoint.digest)),
+        log_start: replica.durable.log_start,
+        snapshots_installed: replica.snapshots_installed,
+        audit_failures: replica.audit_failures,
     };
     postcard::to_stdvec(&status).unwrap_or_default()
 }
