@@ -7,7 +7,7 @@
 //! - [`bugs`]: the catalogue of seeded bugs (switchable only with the `seeded-bugs` feature).
 //! - [`runtime`]: the tokio UDP runtime that drives these actors for real, with durable
 //!   storage; [`codec`]: the wire format; [`deploy`]: cluster configuration files and the
-//!   status report shared by the binaries.
+//!   status report shared by the binaries; [`trace`]: traces of real runs for conformance.
 
 pub mod ballot;
 pub mod bugs;
@@ -19,6 +19,7 @@ pub mod message;
 pub mod node;
 pub mod replica;
 pub mod runtime;
+pub mod trace;
 
 pub use ballot::Ballot;
 pub use bugs::SeededBug;

@@ -82,6 +82,7 @@ impl TestCluster {
             sync: SyncPolicy::Fsync,
             seed: 1000 + id as u64,
             inline_commit: false,
+            ..Default::default()
         };
         let runtime = start_replica(
             &self.cluster,

@@ -19,14 +19,17 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use smr::deploy::client::{client_runtime, fresh_client_id};
+use smr::deploy::client::client_runtime;
 use smr::deploy::{query_status, start_replica, Cluster, ReplicaOptions};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
-use smr::runtime::{Hooks, SplitMix64, SyncPolicy, FIRST_CLIENT_ID};
+use smr::runtime::{Hooks, SplitMix64, SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID};
+use smr::trace::{SharedSink, TraceSink};
 use spec::{KvOp, Operation};
 use stateright::actor::Id;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +78,10 @@ struct Arguments {
     /// Requests per batch at most.
     #[arg(long)]
     max_batch_requests: Option<usize>,
+    /// Record a trace of every step of every replica and client into this directory, for
+    /// `cargo run --release -p model -- conform DIR`.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -123,12 +130,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         SyncPolicy::Fsync
     };
+    let sink = |prefix: &str| -> Result<Option<SharedSink>, String> {
+        match &arguments.trace {
+            Some(dir) => TraceSink::create_in(dir, prefix)
+                .map(Some)
+                .map_err(|e| format!("cannot create a trace file in {}: {e}", dir.display())),
+            None => Ok(None),
+        }
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut replica_threads = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
         let cluster = cluster.clone();
         let dir = data.path().join(index.to_string());
         let mut stopped = stopped.clone();
+        let trace = sink(&format!("replica-{index}"))?;
         socket.set_nonblocking(true)?;
         replica_threads.push(std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -141,6 +157,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     sync,
                     seed: 0x5eed ^ index as u64,
                     inline_commit,
+                    trace,
+                    ..ReplicaOptions::default()
                 };
                 let replica =
                     start_replica(&cluster, Id::from(index), &dir, Arc::new(socket), options)
@@ -158,7 +176,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = load.block_on(drive(arguments.clone(), cluster.clone()))?;
+    let clients_trace = sink("clients")?;
+    let report = load.block_on(drive(arguments.clone(), cluster.clone(), clients_trace))?;
     let statuses = load.block_on(async {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
         let me = FIRST_CLIENT_ID | 0xbe0c;
@@ -260,7 +279,11 @@ impl Hooks<Node> for Measure {
     }
 }
 
-async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String> {
+async fn drive(
+    arguments: Arguments,
+    cluster: Cluster,
+    trace: Option<SharedSink>,
+) -> Result<Report, String> {
     let shared = Arc::new(Mutex::new(Shared {
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
         operations: 0,
@@ -272,13 +295,29 @@ async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String>
         start + Duration::from_secs(arguments.warmup_seconds),
         start + Duration::from_secs(arguments.warmup_seconds + arguments.seconds),
     );
+    // Client actors are numbered densely (see `runtime::peers`), so a traced run replays in
+    // the model as it is.
+    let ids = Arc::new(AtomicU64::new(FIRST_LOGICAL_CLIENT_ID));
     let mut lanes = Vec::new();
     for lane in 0..arguments.clients {
         let arguments = arguments.clone();
         let cluster = cluster.clone();
         let shared = shared.clone();
+        let lane_context = Lane {
+            ids: ids.clone(),
+            trace: trace.clone(),
+        };
         lanes.push(tokio::spawn(async move {
-            run_lane(lane, arguments, cluster, shared, start, window).await
+            run_lane(
+                lane,
+                arguments,
+                cluster,
+                shared,
+                start,
+                window,
+                lane_context,
+            )
+            .await
         }));
     }
     for lane in lanes {
@@ -294,6 +333,12 @@ async fn drive(arguments: Arguments, cluster: Cluster) -> Result<Report, String>
     })
 }
 
+/// What the lanes share: the next client id, and the trace.
+struct Lane {
+    ids: Arc<AtomicU64>,
+    trace: Option<SharedSink>,
+}
+
 /// One client lane: client actor after client actor, until the measurement window closes.
 async fn run_lane(
     lane: usize,
@@ -302,6 +347,7 @@ async fn run_lane(
     shared: Arc<Mutex<Shared>>,
     start: Instant,
     window: (Instant, Instant),
+    context: Lane,
 ) -> Result<(), String> {
     let first: SocketAddr = *cluster.members.values().next().ok_or("no replicas")?;
     let socket = Arc::new(
@@ -357,8 +403,8 @@ async fn run_lane(
             window,
             retry,
         };
-        let id = fresh_client_id(&mut random);
-        let runtime = client_runtime(
+        let id = Id::from(context.ids.fetch_add(1, Ordering::Relaxed) as usize);
+        let mut runtime = client_runtime(
             id,
             cluster.id,
             &cluster.members,
@@ -368,6 +414,9 @@ async fn run_lane(
             random.next_u64(),
         )
         .with_hooks(Box::new(hooks));
+        if let Some(sink) = &context.trace {
+            runtime = smr::trace::traced(runtime, sink.clone());
+        }
         runtime
             .run(tokio::time::sleep_until(window.1.into()))
             .await

@@ -102,6 +102,7 @@ async fn run(
             .seed
             .unwrap_or_else(SplitMix64::seed_from_environment),
         inline_commit: arguments.inline_commit,
+        ..ReplicaOptions::default()
     };
     let runtime = start_replica(&cluster, id, &arguments.data_dir, Arc::new(socket), options)?;
     tracing::info!(

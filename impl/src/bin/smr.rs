@@ -139,7 +139,10 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
         options,
     )
     .await?;
-    for (slot, Output::Kv(output)) in outputs {
+    for (slot, output) in outputs {
+        let Output::Kv(output) = output else {
+            return Err(format!("unexpected answer to a key-value operation: {output:?}").into());
+        };
         let text = match output {
             KvOutput::Value(Some(value)) => value.to_string(),
             KvOutput::Value(None) => "(absent)".to_string(),

@@ -161,6 +161,9 @@ pub async fn run_operations(
             crate::runtime::RuntimeError::Storage(error) => {
                 ClientError::Socket(std::io::Error::other(error.to_string()))
             }
+            crate::runtime::RuntimeError::Trace(error) => {
+                ClientError::Socket(std::io::Error::other(error))
+            }
         })?;
     let outputs = stopped
         .state

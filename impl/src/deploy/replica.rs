@@ -6,20 +6,29 @@ use super::status::encode_replica_status;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::runtime::peers::wire_id;
-use crate::runtime::{DurableStore, Identity, Runtime, StorageError, SyncPolicy};
+use crate::runtime::{
+    DurableStore, Identity, NetworkFaults, Partition, Runtime, RuntimeBug, StorageError, SyncPolicy,
+};
+use crate::trace::SharedSink;
 use stateright::actor::Id;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
 /// How to run a replica.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReplicaOptions {
     pub sync: SyncPolicy,
     /// Seeds timer durations; different replicas should get different seeds.
     pub seed: u64,
     /// Commit on the runtime's thread (see [`Runtime::with_inline_commit`]).
     pub inline_commit: bool,
+    /// Record a trace of every step here (see [`crate::trace`]).
+    pub trace: Option<SharedSink>,
+    /// Inject network faults, and cut the replica off from the peers in the partition.
+    pub faults: Option<(NetworkFaults, Option<Partition>)>,
+    /// A seeded runtime bug (only with the `runtime-bugs` feature).
+    pub bug: Option<RuntimeBug>,
 }
 
 impl Default for ReplicaOptions {
@@ -28,6 +37,9 @@ impl Default for ReplicaOptions {
             sync: SyncPolicy::Fsync,
             seed: crate::runtime::SplitMix64::seed_from_environment(),
             inline_commit: false,
+            trace: None,
+            faults: None,
+            bug: None,
         }
     }
 }
@@ -47,8 +59,11 @@ pub fn start_replica(
         cluster: cluster.id,
         replica: wire_id(id),
     };
-    let (store, loaded) =
+    let (store, mut loaded) =
         DurableStore::<crate::replica::Storage>::open(data_dir, identity, options.sync)?;
+    if RuntimeBug::active(options.bug, RuntimeBug::StaleRestart) && loaded.is_some() {
+        loaded = DurableStore::<crate::replica::Storage>::snapshot_only(data_dir)?;
+    }
     match &loaded {
         Some(storage) => tracing::info!(
             replica = usize::from(id),
@@ -63,16 +78,25 @@ pub fn start_replica(
         ),
     }
     let actor = Node::Replica(Replica::new(cluster.replica.clone()));
-    Ok(Runtime::new(
+    let seed = options.seed ^ wire_id(id);
+    let mut runtime = Runtime::new(
         actor,
         id,
         cluster.id,
         socket,
         cluster.members.clone(),
         node_digest,
-        options.seed ^ wire_id(id),
+        seed,
     )
     .with_store(store, loaded)
     .with_inline_commit(options.inline_commit)
-    .with_status(Box::new(encode_replica_status)))
+    .with_status(Box::new(encode_replica_status))
+    .with_bug(options.bug);
+    if let Some((faults, partition)) = options.faults {
+        runtime = runtime.with_faults(faults, seed.rotate_left(17), partition);
+    }
+    if let Some(sink) = options.trace {
+        runtime = crate::trace::traced(runtime, sink);
+    }
+    Ok(runtime)
 }

@@ -43,9 +43,33 @@ impl<A: Actor> Clone for Input<A> {
 }
 
 /// Sees every step after it ran: its input, its outputs (before the runtime carries them
-/// out) and the digest of the resulting state.
+/// out) and the digest of the resulting state; and the points where the runtime makes steps
+/// durable and visible, so that a trace recorder can put its records on disk first.
 pub trait StepObserver<A: Actor>: Send {
     fn on_step(&mut self, id: Id, input: &Input<A>, out: &Out<A>, digest: u64);
+
+    /// A group commit of `storage`, saved by the steps up to `through` (counted from 1), is
+    /// about to start. An error stops the runtime.
+    fn on_commit(&mut self, through: u64, storage: &A::Storage) -> Result<(), String> {
+        let _ = (through, storage);
+        Ok(())
+    }
+
+    /// The commit of the steps up to `through` is durable.
+    fn on_durable(&mut self, through: u64) {
+        let _ = through;
+    }
+
+    /// The messages of the steps up to `through` are about to be sent.
+    fn on_release(&mut self, through: u64) {
+        let _ = through;
+    }
+
+    /// Called before anything of the steps so far becomes visible outside the process (after
+    /// `on_release`). An error stops the runtime.
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Observes nothing.
@@ -114,6 +138,8 @@ pub struct Core<A: Stepper> {
     state: Option<A::State>,
     digest: DigestFn<A>,
     observer: Option<Box<dyn StepObserver<A>>>,
+    /// Steps run so far.
+    steps: u64,
 }
 
 impl<A: Stepper> Core<A> {
@@ -125,6 +151,48 @@ impl<A: Stepper> Core<A> {
             state: None,
             digest,
             observer: None,
+            steps: 0,
+        }
+    }
+
+    /// Steps run so far (the last step's number, counting from 1).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Tells the observer that a commit of `storage` for the steps so far starts.
+    pub fn observe_commit(&mut self, storage: &A::Storage) -> Result<(), String> {
+        let through = self.steps;
+        match self.observer.as_mut() {
+            Some(observer) => observer.on_commit(through, storage),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the observer that the commit of the steps up to `through` is durable.
+    pub fn observe_durable(&mut self, through: u64) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer.on_durable(through);
+        }
+    }
+
+    /// Tells the observer that the messages of the steps up to `through` are about to leave,
+    /// and lets it flush.
+    pub fn observe_release(&mut self, through: u64) -> Result<(), String> {
+        match self.observer.as_mut() {
+            Some(observer) => {
+                observer.on_release(through);
+                observer.flush()
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Lets the observer flush what it holds (when the runtime stops).
+    pub fn flush_observer(&mut self) -> Result<(), String> {
+        match self.observer.as_mut() {
+            Some(observer) => observer.flush(),
+            None => Ok(()),
         }
     }
 
@@ -179,6 +247,9 @@ impl<A: Stepper> Core<A> {
                     *state = Some(actor.step_random(*id, current, &random, &mut out));
                 }
             }
+        }
+        if self.state.is_some() {
+            self.steps += 1;
         }
         if let (Some(observer), Some(input), Some(state)) =
             (self.observer.as_mut(), observed, self.state.as_ref())

@@ -13,8 +13,10 @@
 
 use super::core::{Core, DigestFn, Input, StepObserver, Stepper};
 use super::counters::Counters;
+use super::faults::{Fate, Faults, NetworkFaults, Partition, MAX_DELAYED_DATAGRAMS};
 use super::peers::{wire_id, AddressBook, Admitted, SenderRejected};
 use super::random::SplitMix64;
+use super::seeded::RuntimeBug;
 use super::storage::{DurableStore, StorageError};
 use super::timers::Timers;
 use super::StatusReply;
@@ -68,6 +70,9 @@ impl<A: Actor> Hooks<A> for NoHooks {}
 pub enum RuntimeError {
     Storage(StorageError),
     Socket(std::io::Error),
+    /// The trace could not be written: a run that was asked to be traced does not go on
+    /// untraced, or its trace would not explain what others saw.
+    Trace(String),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -75,6 +80,7 @@ impl std::fmt::Display for RuntimeError {
         match self {
             RuntimeError::Storage(error) => write!(f, "{error}"),
             RuntimeError::Socket(error) => write!(f, "socket: {error}"),
+            RuntimeError::Trace(error) => write!(f, "trace: {error}"),
         }
     }
 }
@@ -129,6 +135,12 @@ where
     counters: Counters,
     timers: Timers<A::Timer>,
     inline_commit: bool,
+    faults: Option<Faults>,
+    /// Datagrams held back by an injected delay: when to send, where, what.
+    delayed: Vec<(Instant, SocketAddr, Vec<u8>)>,
+    bug: Option<RuntimeBug>,
+    /// Protocol datagrams received (for the corrupt-delivery bug's schedule).
+    protocol_datagrams: u64,
 }
 
 impl<A> Runtime<A>
@@ -165,7 +177,29 @@ where
             counters: Counters::default(),
             timers: Timers::default(),
             inline_commit: false,
+            faults: None,
+            delayed: Vec::new(),
+            bug: None,
+            protocol_datagrams: 0,
         }
+    }
+
+    /// Injects `faults` into this runtime's outgoing protocol datagrams (seeded by `seed`),
+    /// and cuts it off from the peers in `partition`. For tests.
+    pub fn with_faults(
+        mut self,
+        faults: NetworkFaults,
+        seed: u64,
+        partition: Option<Partition>,
+    ) -> Self {
+        self.faults = Some(Faults::new(faults, seed, partition));
+        self
+    }
+
+    /// Switches on a seeded runtime bug (effective only with the `runtime-bugs` feature).
+    pub fn with_bug(mut self, bug: Option<RuntimeBug>) -> Self {
+        self.bug = bug;
+        self
     }
 
     /// Persists saves to `store`; the actor starts from `loaded`, what the store read back.
@@ -223,6 +257,8 @@ where
         // The messages waiting for the commit in flight.
         let mut committing: Vec<(Id, A::Msg)> = Vec::new();
         let mut in_flight: Option<CommitJob<A::Storage>> = None;
+        // The last step of the group whose commit is in flight.
+        let mut committing_through = 0;
         let mut stopping = false;
         loop {
             // Step everything that is ready, as one group.
@@ -237,17 +273,37 @@ where
                 }
             }
             if in_flight.is_none() && !staged.is_empty() {
+                let through = self.core.steps();
                 match (staged.storage.take(), self.store.take()) {
                     (Some(latest), Some(mut store)) if self.inline_commit => {
                         // Block this thread on the disk; datagrams wait in the socket buffer
                         // and form the next group.
+                        self.core
+                            .observe_commit(&latest)
+                            .map_err(RuntimeError::Trace)?;
+                        let messages = std::mem::take(&mut staged.messages);
+                        let early = RuntimeBug::active(self.bug, RuntimeBug::SendBeforeDurable);
+                        if early {
+                            self.release(through, messages.clone(), &mut encode_buffer)
+                                .await?;
+                        }
                         store.commit(latest).map_err(RuntimeError::Storage)?;
                         self.store = Some(store);
-                        let messages = std::mem::take(&mut staged.messages);
-                        self.send_all(messages, &mut encode_buffer).await;
+                        self.core.observe_durable(through);
+                        if !early {
+                            self.release(through, messages, &mut encode_buffer).await?;
+                        }
                     }
                     (Some(latest), Some(mut store)) => {
+                        self.core
+                            .observe_commit(&latest)
+                            .map_err(RuntimeError::Trace)?;
                         committing = std::mem::take(&mut staged.messages);
+                        committing_through = through;
+                        if RuntimeBug::active(self.bug, RuntimeBug::SendBeforeDurable) {
+                            let messages = std::mem::take(&mut committing);
+                            self.release(through, messages, &mut encode_buffer).await?;
+                        }
                         in_flight = Some(tokio::task::spawn_blocking(move || {
                             store.commit(latest).map(|()| store)
                         }));
@@ -256,7 +312,7 @@ where
                         // Nothing to persist (or a volatile actor): send at once.
                         self.store = store;
                         let messages = std::mem::take(&mut staged.messages);
-                        self.send_all(messages, &mut encode_buffer).await;
+                        self.release(through, messages, &mut encode_buffer).await?;
                     }
                 }
             }
@@ -266,6 +322,7 @@ where
             let deadline = [
                 self.timers.next_deadline(),
                 held.iter().map(|(at, _)| *at).min(),
+                self.delayed.iter().map(|(at, _, _)| *at).min(),
             ]
             .into_iter()
             .flatten()
@@ -286,8 +343,9 @@ where
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
                         .map_err(RuntimeError::Storage)?;
                     self.store = Some(store);
+                    self.core.observe_durable(committing_through);
                     let messages = std::mem::take(&mut committing);
-                    self.send_all(messages, &mut encode_buffer).await;
+                    self.release(committing_through, messages, &mut encode_buffer).await?;
                 }
                 received = socket.recv_from(&mut buffer) => {
                     let (length, from) = received.map_err(RuntimeError::Socket)?;
@@ -306,6 +364,7 @@ where
                 () = sleep_until(deadline), if deadline.is_some() => {}
             }
             let now = Instant::now();
+            self.send_delayed(now).await;
             for timer in self.timers.take_due(now) {
                 ready.push(Input::Timeout { timer });
             }
@@ -317,15 +376,61 @@ where
                 ready.extend(due.into_iter().map(|(_, input)| input));
             }
         }
+        self.core.flush_observer().map_err(RuntimeError::Trace)?;
         Ok(Stopped {
             state: self.core.into_state(),
             counters: self.counters,
         })
     }
 
+    /// Sends a group's messages, once the observer (a trace) has what it needs on disk.
+    async fn release(
+        &mut self,
+        through: u64,
+        messages: Vec<(Id, A::Msg)>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<(), RuntimeError> {
+        self.core
+            .observe_release(through)
+            .map_err(RuntimeError::Trace)?;
+        self.send_all(messages, buffer).await;
+        Ok(())
+    }
+
+    /// Sends the delayed datagrams that are due.
+    async fn send_delayed(&mut self, now: Instant) {
+        if self.delayed.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.delayed = later;
+        for (_, address, datagram) in due {
+            self.send_datagram(&datagram, address).await;
+        }
+    }
+
+    async fn send_datagram(&mut self, datagram: &[u8], address: SocketAddr) {
+        // UDP sends rarely wait; a failure (no route, buffer full) is a lost datagram,
+        // which the protocol tolerates.
+        match self.socket.send_to(datagram, address).await {
+            Ok(_) => self.counters.sent += 1,
+            Err(error) => {
+                self.counters.send_errors += 1;
+                tracing::debug!(%address, %error, "send failed");
+            }
+        }
+    }
+
     /// The actor's id.
     pub fn id(&self) -> Id {
         self.core.id()
+    }
+
+    /// The actor this runtime drives.
+    pub fn actor(&self) -> &A {
+        self.core.actor()
     }
 
     /// Carries out a step's outputs: timers now, saves and messages into the group.
@@ -337,7 +442,11 @@ where
                     let deadline = Instant::now() + self.random.duration_in(&range);
                     self.timers.set(timer, deadline);
                 }
-                Command::CancelTimer(timer) => self.timers.cancel(&timer),
+                Command::CancelTimer(timer) => {
+                    if !RuntimeBug::active(self.bug, RuntimeBug::TimerCancelLost) {
+                        self.timers.cancel(&timer);
+                    }
+                }
                 Command::Save(storage) => staged.storage = Some(storage),
                 Command::ChooseRandom(_, mut choices) => {
                     if !choices.is_empty() {
@@ -383,6 +492,23 @@ where
             self.share_client_address(header.sender, from);
         }
         let src = admitted.id();
+        if self
+            .faults
+            .as_ref()
+            .is_some_and(|faults| faults.cut_off(header.sender))
+        {
+            return;
+        }
+        let corrupted;
+        let datagram = if header.kind == FrameKind::Protocol
+            && RuntimeBug::active(self.bug, RuntimeBug::CorruptDelivery)
+        {
+            self.protocol_datagrams += 1;
+            corrupted = corrupt(datagram, self.protocol_datagrams);
+            &corrupted[..]
+        } else {
+            datagram
+        };
         match header.kind {
             FrameKind::Protocol => match codec::decode_body::<A::Msg>(datagram) {
                 Ok(msg) => {
@@ -507,17 +633,36 @@ where
                 tracing::error!(?dst, %error, "message not sent");
                 continue;
             }
-            // UDP sends rarely wait; a failure (no route, buffer full) is a lost datagram,
-            // which the protocol tolerates.
-            match self.socket.send_to(buffer, address).await {
-                Ok(_) => self.counters.sent += 1,
-                Err(error) => {
-                    self.counters.send_errors += 1;
-                    tracing::debug!(%address, %error, "send failed");
+            let fate = match self.faults.as_mut() {
+                Some(faults) => faults.fate(wire_id(dst)),
+                None => Fate::Send,
+            };
+            match fate {
+                Fate::Send => self.send_datagram(buffer, address).await,
+                Fate::Drop => {}
+                Fate::Duplicate => {
+                    self.send_datagram(buffer, address).await;
+                    self.send_datagram(buffer, address).await;
                 }
+                Fate::Delay(delay) if self.delayed.len() < MAX_DELAYED_DATAGRAMS => {
+                    self.delayed
+                        .push((Instant::now() + delay, address, buffer.clone()));
+                }
+                Fate::Delay(_) => {}
             }
         }
     }
+}
+
+/// The corrupt-delivery bug: every 16th protocol datagram gets its last byte changed.
+fn corrupt(datagram: &[u8], count: u64) -> Vec<u8> {
+    let mut altered = datagram.to_vec();
+    if count % 16 == 0 && altered.len() > codec::HEADER_BYTES {
+        if let Some(last) = altered.last_mut() {
+            *last = last.wrapping_add(1);
+        }
+    }
+    altered
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -6,6 +6,13 @@
 //! - [`storage`]: the checksummed snapshot and log on disk.
 //! - [`peers`]: ids to addresses, and whose datagrams to believe.
 //! - [`timers`], [`random`], [`counters`]: small parts of the loop.
+//! - [`faults`]: injected loss, duplication, delay and partitions, for tests.
+//! - [`seeded`]: deliberate runtime bugs that trace conformance must catch (test-only).
+//!
+//! Concurrency: each runtime is one tokio task that owns its actor, timers, socket and trace.
+//! The only other thread it uses is tokio's blocking pool for a group commit, and the store
+//! moves into that job and back out with its result (no shared state, no locks). The trace
+//! sink's mutex is shared only by runtimes on the same thread (the bench's client lanes).
 //!
 //! The runtime knows nothing about the protocol: it moves bytes, fires timers and persists
 //! storage. The only rule it enforces is the one the protocol's safety rests on: no message of
@@ -17,16 +24,22 @@
 pub mod core;
 pub mod counters;
 pub mod event_loop;
+pub mod faults;
 pub mod peers;
 pub mod random;
+pub mod seeded;
 pub mod storage;
 pub mod timers;
 
 pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver, Stepper};
 pub use counters::Counters;
 pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
-pub use peers::{AddressBook, Admitted, FIRST_CLIENT_ID, MAX_CLIENT_ADDRESSES};
+pub use faults::{NetworkFaults, Partition};
+pub use peers::{
+    AddressBook, Admitted, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID, MAX_CLIENT_ADDRESSES,
+};
 pub use random::SplitMix64;
+pub use seeded::RuntimeBug;
 pub use storage::{DurableStore, Identity, StorageError, SyncPolicy};
 
 use serde::{Deserialize, Serialize};

@@ -1,18 +1,27 @@
 //! Maps logical ids to socket addresses, and decides whose datagrams to believe.
 //!
-//! Replica ids are below [`FIRST_CLIENT_ID`] and have fixed addresses from the cluster
-//! configuration: a datagram claiming a replica id is accepted only from that replica's
-//! address, so one replica cannot be impersonated by a stray process (this is a guard against
-//! mistakes, not against an attacker, who can forge source addresses). Client ids are chosen
-//! at random by each client process at or above [`FIRST_CLIENT_ID`], and are accepted from any
-//! address; the runtime remembers where each client is, for the replies, in a bounded table.
+//! Replica ids are below [`FIRST_LOGICAL_CLIENT_ID`] (the protocol's `MAX_REPLICAS`) and have
+//! fixed addresses from the cluster configuration: a datagram claiming a replica id is accepted
+//! only from that replica's address, so one replica cannot be impersonated by a stray process
+//! (this is a guard against mistakes, not against an attacker, who can forge source addresses).
+//! Every id from [`FIRST_LOGICAL_CLIENT_ID`] on is a client, accepted from any address; the
+//! runtime remembers where each client is, for the replies, in a bounded table.
+//!
+//! Two kinds of client ids are in use. A lone client process (the `smr` command) picks a random
+//! id at or above [`FIRST_CLIENT_ID`], so that independent processes practically never collide.
+//! A harness that runs many clients (the bench, the end-to-end tests) numbers them densely from
+//! [`FIRST_LOGICAL_CLIENT_ID`]: the model indexes actors by id, so a traced run whose ids are
+//! dense replays in the model without translating a single id.
 
 use stateright::actor::Id;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
-/// Client ids start here; replica ids are below.
+/// Randomly chosen client ids start here.
 pub const FIRST_CLIENT_ID: u64 = 1 << 32;
+
+/// Client ids start here; replica ids are below (see `replica::config::MAX_REPLICAS`).
+pub const FIRST_LOGICAL_CLIENT_ID: u64 = crate::replica::config::MAX_REPLICAS as u64;
 
 /// The most client addresses a runtime remembers; the oldest is forgotten first. A forgotten
 /// client that retries is learned again from its next request.
@@ -31,7 +40,7 @@ pub fn id_of_wire(value: u64) -> Id {
 /// Why a datagram's claimed sender is not believed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SenderRejected {
-    /// A replica id not in the configuration.
+    /// A replica id (below [`FIRST_LOGICAL_CLIENT_ID`]) not in the configuration.
     UnknownReplica,
     /// A configured replica id, from another address.
     WrongAddress,
@@ -91,7 +100,7 @@ impl AddressBook {
     /// Checks the claimed `sender` of a datagram from `from`, learning a client's address.
     pub fn admit(&mut self, sender: u64, from: SocketAddr) -> Result<Admitted, SenderRejected> {
         let id = id_of_wire(sender);
-        if sender < FIRST_CLIENT_ID {
+        if sender < FIRST_LOGICAL_CLIENT_ID {
             return match self.replicas.get(&id) {
                 Some(address) if *address == from => Ok(Admitted::Replica(id)),
                 Some(_) => Err(SenderRejected::WrongAddress),
@@ -102,10 +111,10 @@ impl AddressBook {
         Ok(Admitted::Client { id, new })
     }
 
-    /// Records where client `client` is (a client id at or above [`FIRST_CLIENT_ID`]);
+    /// Records where client `client` is (a client id at or above [`FIRST_LOGICAL_CLIENT_ID`]);
     /// returns whether it was unknown or had moved.
     pub fn learn_client(&mut self, client: u64, address: SocketAddr) -> bool {
-        if client < FIRST_CLIENT_ID {
+        if client < FIRST_LOGICAL_CLIENT_ID {
             return false;
         }
         let id = id_of_wire(client);
@@ -147,6 +156,11 @@ mod tests {
             book.admit(5, address(1000)),
             Err(SenderRejected::UnknownReplica)
         );
+        let logical = FIRST_LOGICAL_CLIENT_ID + 2;
+        assert!(matches!(
+            book.admit(logical, address(2001)),
+            Ok(Admitted::Client { new: true, .. })
+        ));
         let client = FIRST_CLIENT_ID + 9;
         assert_eq!(
             book.admit(client, address(2000)),

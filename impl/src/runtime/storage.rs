@@ -237,6 +237,17 @@ impl<S: Durable> DurableStore<S> {
         Ok(Some(state))
     }
 
+    /// What the newest snapshot holds, without the log's records after it: an older state than
+    /// [`DurableStore::open`] reads. Only for the seeded stale-restart bug.
+    pub fn snapshot_only(dir: &Path) -> Result<Option<S>, StorageError> {
+        let files = Generations::scan_read_only(dir)?;
+        let Some(&generation) = files.snapshots.last() else {
+            return Ok(None);
+        };
+        let path = dir.join(format!("snapshot.{generation}"));
+        Ok(Some(read_snapshot::<S>(&path, generation)?.0))
+    }
+
     /// Makes `latest` durable: appends its changes since the last commit as one record and
     /// waits for the disk (unless the policy is unsafe). Compacts when the log is large.
     pub fn commit(&mut self, latest: S) -> Result<(), StorageError> {
