@@ -37,6 +37,14 @@ pub enum SeededBug {
     SnapshotWithoutSessions,
     /// Promises do not carry the acceptor's truncation point.
     PromiseWithoutLogStart,
+    /// A joining replica promises and accepts before it holds the state that includes it.
+    JoinerVotesEarly,
+    /// The leader counts a slot's votes in the configuration in force, even where a decided
+    /// change already governs the slot.
+    OldQuorumForNewConfig,
+    /// A second membership change is executed while another is still pending: the second is
+    /// computed from the members in force and replaces the first.
+    ConcurrentReconfig,
 }
 
 impl SeededBug {
@@ -54,6 +62,9 @@ impl SeededBug {
         SeededBug::TruncateBeforeStable,
         SeededBug::SnapshotWithoutSessions,
         SeededBug::PromiseWithoutLogStart,
+        SeededBug::JoinerVotesEarly,
+        SeededBug::OldQuorumForNewConfig,
+        SeededBug::ConcurrentReconfig,
     ];
 
     /// The bug's name on the command line.
@@ -71,6 +82,9 @@ impl SeededBug {
             SeededBug::TruncateBeforeStable => "truncate-before-stable",
             SeededBug::SnapshotWithoutSessions => "snapshot-without-sessions",
             SeededBug::PromiseWithoutLogStart => "promise-without-log-start",
+            SeededBug::JoinerVotesEarly => "joiner-votes-early",
+            SeededBug::OldQuorumForNewConfig => "old-quorum-for-new-config",
+            SeededBug::ConcurrentReconfig => "concurrent-reconfig",
         }
     }
 

@@ -2,6 +2,7 @@
 //! has one message type; the variants are grouped by the protocol part they belong to.
 
 use crate::ballot::Ballot;
+use crate::replica::Votes;
 use serde::{Deserialize, Serialize};
 use spec::{Command, Digest, Output, Request, RequestNumber, Slot};
 
@@ -55,13 +56,20 @@ pub enum Msg {
         commit: Slot,
         /// The leader's stable checkpoint (see `replica::checkpoint`).
         stable: Option<(Slot, Digest)>,
+        /// The members of the configuration that decides `slot`, as the leader computed it
+        /// from decided commands: a quorum of these must accept. Observers (the model's
+        /// history, conformance) check it against the reference configuration of the slot.
+        electorate: Votes,
     },
     /// Phase 2b. `incarnation` counts the acceptor's restarts; it lets observers tell a vote
-    /// cast after a recovery from one cast before.
+    /// cast after a recovery from one cast before. `executed` is how far the acceptor has
+    /// executed: it lets observers check that only a replica whose state makes it a member
+    /// votes (a joiner votes only once it holds the state that includes it).
     Accepted {
         ballot: Ballot,
         slot: Slot,
         incarnation: u32,
+        executed: Slot,
     },
 
     // --- Learning decisions. ---
@@ -102,7 +110,9 @@ pub trait SizeBound {
 impl SizeBound for Request {
     fn size_bound(&self) -> usize {
         const FIXED: usize = 40;
-        let spec::Operation::Kv(op) = &self.op;
+        let spec::Operation::Kv(op) = &self.op else {
+            return FIXED; // A membership change: two ids.
+        };
         FIXED
             + match op {
                 spec::KvOp::Get { key } | spec::KvOp::Delete { key } => key.len(),

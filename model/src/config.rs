@@ -1,7 +1,8 @@
 //! The bounds of a model check, and the named presets.
 
 use smr::SeededBug;
-use spec::{KvOp, Operation};
+use spec::{Change, KvOp, Operation};
+use stateright::actor::Id;
 use std::fmt;
 
 /// The network semantics the model explores.
@@ -62,6 +63,11 @@ pub struct ModelConfig {
     pub heartbeats: bool,
     /// Slots between checkpoints (`None`: no checkpoints).
     pub checkpoint_interval: Option<u64>,
+    /// Spare replicas (ids after the members), inactive until a JOIN adds them.
+    pub spares: usize,
+    /// Membership changes an administrator client submits, one after the other (the
+    /// administrator is the last client). Empty: no administrator.
+    pub changes: Vec<Change>,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
 }
@@ -80,6 +86,8 @@ impl Default for ModelConfig {
             network: NetworkKind::Unordered,
             heartbeats: false,
             checkpoint_interval: None,
+            spares: 0,
+            changes: Vec::new(),
             bug: None,
         }
     }
@@ -146,6 +154,40 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "join",
+        about: "the spare replica 3 joins during client traffic (a put), gets the state by transfer and votes; 1 crash",
+        config: || ModelConfig {
+            clients: 1,
+            operations: 1,
+            elections: 0,
+            spares: 1,
+            changes: vec![Change::Join(Id::from(3))],
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "quit-leader",
+        about: "the leader (replica 0) quits during client traffic (a put); a member of the new configuration is elected and decides; 1 crash",
+        config: || ModelConfig {
+            clients: 1,
+            operations: 1,
+            changes: vec![Change::Quit(Id::from(0))],
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "quit-join",
+        about: "replica 2 quits, then the spare replica 3 joins, during client traffic (a put); 1 crash",
+        config: || ModelConfig {
+            clients: 1,
+            operations: 1,
+            elections: 0,
+            spares: 1,
+            changes: vec![Change::Quit(Id::from(2)), Change::Join(Id::from(3))],
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
         name: "small",
         about: "no crash and no election: a quick check for tests",
         config: || ModelConfig {
@@ -182,6 +224,21 @@ impl ModelConfig {
             .collect()
     }
 
+    /// Replica actors: the members, then the spares.
+    pub fn replica_actors(&self) -> usize {
+        self.replicas + self.spares
+    }
+
+    /// Client actors: the key-value clients, then the administrator if there are changes.
+    pub fn client_actors(&self) -> usize {
+        self.clients + usize::from(!self.changes.is_empty())
+    }
+
+    /// The operations of the administrator client.
+    pub fn admin_ops(&self) -> Vec<Operation> {
+        self.changes.iter().copied().map(Operation::Reconfigure).collect()
+    }
+
     /// Checks that the bounds make sense, saying what is wrong if not.
     pub fn validate(&self) -> Result<(), String> {
         if self.replicas == 0 || self.replicas > 7 {
@@ -198,6 +255,9 @@ impl ModelConfig {
         }
         if self.window == 0 {
             return Err("--window must be at least 1".into());
+        }
+        if self.spares > 2 {
+            return Err(format!("--spares must be 0 to 2, not {}", self.spares));
         }
         if self.bug.is_some() && !cfg!(feature = "seeded-bugs") {
             return Err("--bug needs the model built with `--features seeded-bugs`".into());
@@ -223,6 +283,15 @@ impl fmt::Display for ModelConfig {
         )?;
         if let Some(interval) = self.checkpoint_interval {
             write!(f, " checkpoint-interval={interval}")?;
+        }
+        if self.spares > 0 {
+            write!(f, " spares={}", self.spares)?;
+        }
+        for change in &self.changes {
+            match change {
+                Change::Join(id) => write!(f, " join={}", usize::from(*id))?,
+                Change::Quit(id) => write!(f, " quit={}", usize::from(*id))?,
+            }
         }
         if let Some(bug) = self.bug {
             write!(f, " bug={}", bug.name())?;

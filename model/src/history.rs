@@ -29,6 +29,11 @@ pub struct Proposal {
     pub voters: u64,
     /// Whether a replica that had restarted was among the first quorum of voters.
     pub recovered_voter: bool,
+    /// The members that decide the slot, as the proposing leader claimed (checked against the
+    /// reference configuration by the reconfiguration-safety property).
+    pub electorate: u64,
+    /// Whether a replica that joined was among the voters.
+    pub joiner_voted: bool,
 }
 
 /// Auxiliary state of a model run. Large parts sit behind `Arc` so that the many model states
@@ -58,6 +63,10 @@ pub struct History {
     pub reply_conflict: Option<Arc<str>>,
     /// Every ballot a candidate prepared (bounds the number of elections).
     pub ballots: BTreeSet<Ballot>,
+    /// The first vote (Accepted) cast by a replica whose state did not make it a member (the
+    /// reconfiguration-safety property: a joiner votes only once it holds the state that
+    /// includes it, and a replica whose QUIT is in force votes no more).
+    pub vote_violation: Option<Arc<str>>,
     /// Digest of all of the above.
     pub digest: Digest,
 }
@@ -72,7 +81,7 @@ impl History {
     /// The history of a run that starts with the replicas of `cfg`.
     pub fn new(cfg: &ModelConfig) -> Self {
         let members = (0..cfg.replicas).map(stateright::actor::Id::from);
-        let initial = spec::ServiceState::new(spec::Configuration::initial(members));
+        let initial = spec::ServiceState::new(spec::Configuration::initial(members, cfg.window as u64));
         Self {
             tester: LinearizabilityTester::new(KvSpec::default()),
             linearizable: true,
@@ -85,6 +94,7 @@ impl History {
             replies: Arc::default(),
             reply_conflict: None,
             ballots: BTreeSet::new(),
+            vote_violation: None,
             digest: 0,
         }
         .refreshed()
@@ -114,6 +124,7 @@ impl History {
             replies,
             reply_conflict,
             ballots,
+            vote_violation,
             digest: _,
         } = &self;
         let mut hasher = StableHasher::new();
@@ -128,6 +139,7 @@ impl History {
         replies.hash(&mut hasher);
         reply_conflict.hash(&mut hasher);
         ballots.hash(&mut hasher);
+        vote_violation.hash(&mut hasher);
         self.digest = hasher.finish();
         self
     }
@@ -138,7 +150,11 @@ impl History {
                 if history.in_flight.get(&env.src) == Some(&request.number) {
                     return None; // A retry: the operation was invoked once.
                 }
-                let Operation::Kv(op) = &request.op;
+                // Membership changes are not key-value operations: the linearizability
+                // tester does not see them (exactly-once still covers them).
+                let Operation::Kv(op) = &request.op else {
+                    return None;
+                };
                 let mut next = history.clone();
                 next.in_flight.insert(env.src, request.number);
                 // An invocation while another is in flight would be a client bug; the tester
@@ -183,6 +199,7 @@ impl History {
                 ballot,
                 slot,
                 command,
+                electorate,
                 ..
             } => {
                 if history.proposals.contains_key(&(*slot, *ballot)) {
@@ -196,6 +213,8 @@ impl History {
                         command: command.clone(),
                         voters: 1 << usize::from(env.src),
                         recovered_voter: false,
+                        electorate: electorate.bits(),
+                        joiner_voted: false,
                     },
                 );
                 Some(next)
@@ -204,29 +223,57 @@ impl History {
                 ballot,
                 slot,
                 incarnation,
+                executed,
             } => {
                 let proposal = history.proposals.get(&(*slot, *ballot))?;
                 let voter = 1u64 << usize::from(env.src);
-                if proposal.voters & voter != 0 {
+                // The voter executed the slots below `executed`, so they were chosen and the
+                // reference knows the configuration its state holds.
+                let member = history
+                    .reference
+                    .configuration_after(*executed)
+                    .is_some_and(|c| c.includes(env.src));
+                let violation = !member && history.vote_violation.is_none();
+                if proposal.voters & voter != 0 && !violation {
                     return None;
                 }
-                let quorum = cfg.replicas / 2 + 1;
                 let mut next = history.clone();
+                if violation {
+                    next.vote_violation = Some(
+                        format!(
+                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (after {executed} slots) does not make it a member",
+                            usize::from(env.src)
+                        )
+                        .into(),
+                    );
+                }
                 let proposal = Arc::make_mut(&mut next.proposals)
                     .get_mut(&(*slot, *ballot))
                     .expect("present above");
+                if proposal.voters & voter != 0 {
+                    return Some(next);
+                }
+                // Chosen: a majority of the slot's electorate accepted it in one ballot.
+                let electorate = proposal.electorate;
+                let quorum = electorate.count_ones() as usize / 2 + 1;
+                let before = (proposal.voters & electorate).count_ones() as usize;
                 proposal.voters |= voter;
-                let votes = proposal.voters.count_ones() as usize;
-                if *incarnation > 0 && votes <= quorum {
+                let votes = (proposal.voters & electorate).count_ones() as usize;
+                if *incarnation > 0 && votes <= quorum && votes > before {
                     proposal.recovered_voter = true;
                 }
-                if votes == quorum {
+                if usize::from(env.src) >= cfg.replicas {
+                    proposal.joiner_voted = true;
+                }
+                if votes == quorum && before < quorum {
                     let command = proposal.command.clone();
                     next.choose(*slot, *ballot, &command);
                 }
                 Some(next)
             }
-            Msg::Prepare { ballot, .. } if !history.ballots.contains(ballot) => {
+            // The bootstrap ballot (round 1) is no election, even when its leader asks the
+            // members of a new configuration for their promises.
+            Msg::Prepare { ballot, .. } if ballot.round > 1 && !history.ballots.contains(ballot) => {
                 let mut next = history.clone();
                 next.ballots.insert(*ballot);
                 Some(next)
@@ -237,12 +284,13 @@ impl History {
 
     fn on_delivery(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
         match env.msg {
-            Msg::Reply { number, output, .. }
-                if history.in_flight.get(&env.dst) == Some(number) =>
-            {
+            Msg::Reply {
+                number,
+                output: Output::Kv(output),
+                ..
+            } if history.in_flight.get(&env.dst) == Some(number) => {
                 let mut next = history.clone();
                 next.in_flight.remove(&env.dst);
-                let Output::Kv(output) = output;
                 let _ = next.tester.on_return(env.dst, output.clone());
                 next.linearizable = next.tester.is_consistent();
                 Some(next)

@@ -58,6 +58,16 @@ pub const EXAMPLES: &[Example] = &[
         applies: |cfg| cfg.checkpoint_interval.is_some() && cfg.elections > 0,
     },
     Example {
+        name: "a joiner votes in a decision",
+        found: properties::joiner_votes_in_decision,
+        applies: |cfg| cfg.changes.iter().any(|c| matches!(c, spec::Change::Join(_))),
+    },
+    Example {
+        name: "the leader quits and a new leader decides",
+        found: properties::new_leader_decides_after_leader_quits,
+        applies: |cfg| cfg.changes.contains(&spec::Change::Quit(Id::from(0))) && cfg.elections > 0,
+    },
+    Example {
         name: "every client answered",
         found: properties::all_clients_answered,
         applies: |_| true,
@@ -67,8 +77,10 @@ pub const EXAMPLES: &[Example] = &[
 /// Builds the model for `cfg`.
 pub fn build(cfg: &ModelConfig) -> SmrModel {
     let replica_ids: Vec<Id> = (0..cfg.replicas).map(Id::from).collect();
-    let replicas = (0..cfg.replicas).map(|_| {
+    let every_replica: Vec<Id> = (0..cfg.replica_actors()).map(Id::from).collect();
+    let replicas = (0..cfg.replica_actors()).map(|_| {
         let mut config = ReplicaConfig::new(replica_ids.clone());
+        config.replicas = every_replica.clone();
         config.limits.window = cfg.window;
         config.election_timeout = model_timeout();
         config.heartbeat_interval = cfg.heartbeats.then(model_timeout);
@@ -80,10 +92,15 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         }
         Node::Replica(Replica::new(config))
     });
-    let clients = (0..cfg.clients).map(|index| {
+    let clients = (0..cfg.client_actors()).map(|index| {
+        let ops = if index < cfg.clients {
+            cfg.client_ops(index)
+        } else {
+            cfg.admin_ops()
+        };
         Node::Client(Client {
             replicas: replica_ids.clone(),
-            ops: cfg.client_ops(index),
+            ops,
             max_attempts: cfg.max_attempts,
             retry_timeout: model_timeout(),
         })
@@ -131,6 +148,7 @@ fn add_invariant(model: SmrModel, name: &'static str) -> SmrModel {
         5 => holds::<5>,
         6 => holds::<6>,
         7 => holds::<7>,
+        8 => holds::<8>,
         _ => unreachable!("add a case for each invariant"),
     };
     model.property(Expectation::Always, name, condition)
@@ -157,7 +175,7 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
     if state.history.ballots.len() as u32 > cfg.elections {
         return false;
     }
-    if state.crashed[cfg.replicas..].iter().any(|crashed| *crashed) {
+    if state.crashed[cfg.replica_actors()..].iter().any(|crashed| *crashed) {
         return false;
     }
     if let Network::UnorderedNonDuplicating(messages) = &state.network {
@@ -169,3 +187,4 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
 }
 
 pub mod check;
+pub mod conform;

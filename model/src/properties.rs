@@ -48,7 +48,50 @@ pub const INVARIANTS: &[Invariant] = &[
         name: "audit digests agree",
         check: audit_digests_agree,
     },
+    Invariant {
+        name: "reconfiguration safety",
+        check: reconfiguration_safety,
+    },
 ];
+
+/// Reconfiguration safety (DESIGN.md): configurations form one chain (every replica's
+/// configuration is the reference's after the slots it executed); every chosen slot was chosen
+/// by a quorum of its own configuration (the electorate the leader counted is the reference
+/// configuration of the slot); and only a replica whose state makes it a member votes (a joiner
+/// only once it holds the state, a replica whose QUIT is in force never).
+pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
+    let history = &state.history;
+    let reference = &history.reference;
+    for (index, node) in state.actor_states.iter().enumerate() {
+        let Some(replica) = node.replica() else { continue };
+        if let Some(expected) = reference.configuration_after(replica.executed) {
+            if *expected != replica.service.configuration {
+                return Err(format!(
+                    "replica {index} holds configuration {:?} after {} slots, but the chosen log gives {expected:?}",
+                    replica.service.configuration, replica.executed
+                ));
+            }
+        }
+    }
+    for (slot, ballots) in history.chosen_in.iter() {
+        let Some(members) = reference.electorate(*slot) else {
+            continue;
+        };
+        let expected = members.iter().fold(0u64, |mask, id| mask | 1 << usize::from(*id));
+        for ballot in ballots {
+            let counted = history.proposals[&(*slot, *ballot)].electorate;
+            if counted != expected {
+                return Err(format!(
+                    "slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"
+                ));
+            }
+        }
+    }
+    match &history.vote_violation {
+        Some(violation) => Err(violation.to_string()),
+        None => Ok(()),
+    }
+}
 
 /// Every checkpoint a replica holds, in its storage or its memory, with the replica's index.
 fn checkpoints(state: &ModelState) -> impl Iterator<Item = (usize, &smr::replica::Checkpoint)> {
@@ -94,12 +137,16 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
             }
         }
     }
-    let quorum = model.cfg.replicas / 2 + 1;
+    let _ = model;
     for (index, storage) in state.actor_storages.iter().enumerate() {
         let Some(storage) = storage else { continue };
         if storage.log_start == 0 {
             continue;
         }
+        // A quorum of the configuration in force at the truncation point.
+        let quorum = reference
+            .configuration_after(storage.log_start)
+            .map_or(usize::MAX, |c| c.quorum());
         let holders = state
             .actor_storages
             .iter()
@@ -213,7 +260,7 @@ pub fn linearizability(_: &SmrModel, state: &ModelState) -> Result<(), Violation
 }
 
 pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
-    let replicas = model.cfg.replicas;
+    let replicas = model.cfg.replica_actors();
     // A replica holds an acknowledged request durably if it accepted it at its slot, or holds
     // a checkpoint that covers the slot and agrees with the reference execution there.
     let holders = |request: RequestId, slot: Slot| {
@@ -236,7 +283,15 @@ pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation>
             })
             .count()
     };
-    let quorum = replicas / 2 + 1;
+    // A quorum of the configuration that decided the slot (unknown only if the slot was
+    // never chosen, which agreement and exactly-once report).
+    let quorum = |slot: Slot| {
+        state
+            .history
+            .reference
+            .electorate(slot)
+            .map_or(0, spec::Configuration::quorum_of)
+    };
     properties::durability(
         state.history.replies.iter().map(|(r, (slot, _))| (*r, *slot)),
         holders,
@@ -305,6 +360,32 @@ pub fn elected_leader_decides_above_truncation(_: &SmrModel, state: &ModelState)
         ballots
             .iter()
             .any(|ballot| state.history.ballots.contains(ballot))
+    })
+}
+
+/// A replica that joined voted for a value that was chosen.
+pub fn joiner_votes_in_decision(model: &SmrModel, state: &ModelState) -> bool {
+    let _ = model;
+    let history: &History = &state.history;
+    history.proposals.iter().any(|((slot, ballot), proposal)| {
+        proposal.joiner_voted
+            && history
+                .chosen_in
+                .get(slot)
+                .is_some_and(|ballots| ballots.contains(ballot))
+    })
+}
+
+/// The first leader (replica 0) left the configuration, and a leader elected afterwards had a
+/// value chosen in a slot that the new configuration decides.
+pub fn new_leader_decides_after_leader_quits(_: &SmrModel, state: &ModelState) -> bool {
+    let history = &state.history;
+    let reference = &history.reference;
+    history.chosen_in.iter().any(|(slot, ballots)| {
+        reference
+            .electorate(*slot)
+            .is_some_and(|members| !members.contains(&Id::from(0)))
+            && ballots.iter().any(|b| b.leader != Id::from(0))
     })
 }
 

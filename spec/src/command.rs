@@ -1,6 +1,7 @@
 //! What the replicated log holds: client requests, identified by (client id, request number),
 //! and the system commands that replicas propose themselves.
 
+use crate::configuration::{Change, ChangeOutput};
 use crate::kv::{KvOp, KvOutput};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -30,6 +31,8 @@ pub struct RequestId {
 pub enum Operation {
     /// An operation on the key-value machine.
     Kv(KvOp),
+    /// A change of the cluster's membership (JOIN or QUIT), ordered through the log.
+    Reconfigure(Change),
 }
 
 /// What the replicated service answers.
@@ -37,6 +40,8 @@ pub enum Operation {
 pub enum Output {
     /// The key-value machine's answer.
     Kv(KvOutput),
+    /// The answer to a membership change.
+    Reconfigure(ChangeOutput),
 }
 
 /// A client request as it travels and as it is stored in the log.

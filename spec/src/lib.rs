@@ -2,6 +2,7 @@
 //!
 //! - [`state_machine`]: the deterministic state machine trait; [`kv`]: the key-value machine.
 //! - [`command`]: requests, identified by (client id, request number), and log commands.
+//! - [`configuration`]: membership, JOIN and QUIT through the log (the α-window).
 //! - [`service`]: the replicated state, machine plus the exactly-once session table.
 //! - [`sequential`]: the sequential spec for stateright's linearizability tester.
 //! - [`reference`]: the reference execution of a decided log.
@@ -9,6 +10,7 @@
 //! - [`digest`]: stable digests, equal across processes.
 
 pub mod command;
+pub mod configuration;
 pub mod digest;
 pub mod kv;
 pub mod properties;
@@ -20,5 +22,6 @@ pub mod state_machine;
 pub use command::{Batch, ClientId, Command, Operation, Output, Request, RequestId, RequestNumber, Slot};
 pub use digest::{digest_of, Digest};
 pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
-pub use service::{Configuration, ServiceSnapshot, ServiceState, Session, Sessions};
+pub use configuration::{Change, ChangeOutput, Configuration};
+pub use service::{ServiceSnapshot, ServiceState, Session, Sessions};
 pub use state_machine::StateMachine;

@@ -161,10 +161,11 @@ pub fn exactly_once(
 pub fn durability(
     acknowledged: impl IntoIterator<Item = (RequestId, Slot)>,
     holders: impl Fn(RequestId, Slot) -> usize,
-    quorum: usize,
+    quorum: impl Fn(Slot) -> usize,
 ) -> Result<(), Violation> {
     for (request, slot) in acknowledged {
         let held = holders(request, slot);
+        let quorum = quorum(slot);
         if held < quorum {
             return Err(format!(
                 "request {request:?} was acknowledged at slot {slot} but only {held} replicas hold it durably (quorum {quorum})"

@@ -9,8 +9,7 @@ use crate::command::{Command, Output, RequestId, Slot};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use crate::digest::Digest;
-use crate::service::{ServiceState, Session};
-use crate::state_machine::StateMachine;
+use crate::service::{Configuration, ServiceState, Session};
 
 /// Applies one decided command to `state` under exactly-once semantics, calling `applied` for
 /// every request that takes effect.
@@ -20,15 +19,14 @@ pub fn execute(
     command: &Command,
     mut applied: impl FnMut(RequestId, &Output),
 ) {
+    state.begin_slot(slot);
     for request in command.requests() {
         let fresh = state
             .sessions
             .get(request.client)
             .is_none_or(|session| request.number > session.number);
         if fresh {
-            let output = match &request.op {
-                crate::command::Operation::Kv(op) => Output::Kv(state.machine.apply(op)),
-            };
+            let output = state.apply(slot, &request.op);
             applied(request.id(), &output);
             state.sessions.record(
                 request.client,
@@ -51,16 +49,20 @@ pub struct ReferenceExecution {
     /// Where and with what output each request was applied. Shared, so that cloning a model
     /// state that holds a reference execution stays cheap.
     applications: Arc<BTreeMap<RequestId, (Slot, Output)>>,
+    /// The configuration after applying slots `0..n`, recorded at each `n` where it changed.
+    configurations: Arc<Vec<(Slot, Configuration)>>,
 }
 
 impl ReferenceExecution {
     /// The reference execution of a cluster that starts in `state`.
     pub fn new(state: ServiceState) -> Self {
         let digests = vec![state.digest()];
+        let configurations = Arc::new(vec![(0, state.configuration.clone())]);
         Self {
             state,
             digests,
             applications: Arc::default(),
+            configurations,
         }
     }
 
@@ -77,6 +79,37 @@ impl ReferenceExecution {
             Arc::make_mut(applications).insert(request, (slot, output.clone()));
         });
         self.digests.push(self.state.digest());
+        let latest = &self.configurations.last().expect("never empty").1;
+        if *latest != self.state.configuration {
+            let configuration = self.state.configuration.clone();
+            Arc::make_mut(&mut self.configurations).push((slot + 1, configuration));
+        }
+    }
+
+    /// The configuration after applying slots `0..slots`, if that many have been applied.
+    pub fn configuration_after(&self, slots: Slot) -> Option<&Configuration> {
+        if slots > self.applied() {
+            return None;
+        }
+        self.configurations
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= slots)
+            .map(|(_, configuration)| configuration)
+    }
+
+    /// The members that decide `slot`, once enough of the log is applied to know them (every
+    /// slot up to `slot - alpha`).
+    pub fn electorate(&self, slot: Slot) -> Option<&std::collections::BTreeSet<stateright::actor::Id>> {
+        let known = slot.min(self.applied());
+        let configuration = self.configuration_after(known)?;
+        (slot < known + configuration.alpha).then(|| configuration.members_at(slot))
+    }
+
+    /// Every configuration the applied log went through, with the slot count after which it
+    /// held.
+    pub fn configurations(&self) -> &[(Slot, Configuration)] {
+        &self.configurations
     }
 
     /// The digest after applying slots `0..slots`, if that many have been applied.

@@ -3,12 +3,13 @@
 //! replica that installed a snapshot without the sessions would apply a retried request a second
 //! time, and one without the configuration would count votes in the wrong quorum.
 
-use crate::command::{ClientId, Output, RequestNumber, Slot};
+use crate::command::{ClientId, Operation, Output, RequestNumber, Slot};
+pub use crate::configuration::Configuration;
 use crate::digest::{digest_of, Digest, SetDigest};
 use crate::kv::KvStore;
 use crate::state_machine::{RestoreError, StateMachine};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 /// The last request applied for one client, and its cached answer. Clients have at most one
@@ -71,33 +72,6 @@ impl Sessions {
     }
 }
 
-/// The set of replicas that decides slots, numbered by epoch. Each change makes the next epoch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Configuration {
-    pub epoch: u64,
-    pub members: BTreeSet<ClientId>,
-}
-
-impl Configuration {
-    /// The first configuration of a cluster.
-    pub fn initial(members: impl IntoIterator<Item = stateright::actor::Id>) -> Self {
-        Configuration {
-            epoch: 0,
-            members: members.into_iter().collect(),
-        }
-    }
-
-    /// A majority of the members: any two quorums of one configuration intersect.
-    pub fn quorum(&self) -> usize {
-        self.members.len() / 2 + 1
-    }
-
-    /// Whether `id` is a member.
-    pub fn contains(&self, id: stateright::actor::Id) -> bool {
-        self.members.contains(&id)
-    }
-}
-
 /// Everything the replicas replicate: the machine, the sessions, and the configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceState {
@@ -112,6 +86,21 @@ impl ServiceState {
         ServiceState {
             configuration,
             ..ServiceState::default()
+        }
+    }
+
+    /// Called before executing the command at `slot`: a configuration change whose first slot
+    /// has come takes effect.
+    pub fn begin_slot(&mut self, slot: Slot) {
+        self.configuration.begin_slot(slot);
+    }
+
+    /// Applies one client operation decided at `slot` (no session bookkeeping: that is the
+    /// caller's, so that exactly-once stays visible where it is decided).
+    pub fn apply(&mut self, slot: Slot, op: &Operation) -> Output {
+        match op {
+            Operation::Kv(op) => Output::Kv(self.machine.apply(op)),
+            Operation::Reconfigure(change) => Output::Reconfigure(self.configuration.apply(slot, *change)),
         }
     }
 
@@ -147,8 +136,9 @@ impl ServiceState {
             }
             sessions.record(client, session);
         }
-        if snapshot.configuration.members.is_empty() {
-            return Err(RestoreError("the configuration has no members".into()));
+        let configuration = &snapshot.configuration;
+        if configuration.members.is_empty() || configuration.alpha == 0 {
+            return Err(RestoreError("the configuration has no members or no α".into()));
         }
         Ok(ServiceState {
             machine,

@@ -16,7 +16,7 @@
 //! stable one, or a leader whose checkpoint differs from the one a quorum of followers agrees on,
 //! has diverged: it counts the failure (the runtime logs it) and re-syncs by state transfer.
 
-use super::state::{ReplicaState, Role};
+use super::state::{ReplicaState, Role, Votes};
 use super::storage::Checkpoint;
 use super::Replica;
 use crate::bugs::SeededBug;
@@ -100,9 +100,12 @@ impl Replica {
         else {
             return;
         };
-        let quorum = self.quorum();
-        let agreeing = |digest: Digest| votes.values().filter(|d| **d == digest).count();
-        if agreeing(own) >= quorum {
+        // Votes count among the members in force (a joiner's vote counts once it is one).
+        let electorate = Votes::from_ids(&state.service.configuration.members);
+        let agreeing = |digest: Digest| {
+            Votes::from_ids(votes.iter().filter(|(_, d)| **d == digest).map(|(voter, _)| voter))
+        };
+        if self.is_quorum(agreeing(own), electorate) {
             if slot > state.durable.log_start {
                 self.truncate(state, slot, fx);
             }
@@ -111,7 +114,9 @@ impl Replica {
         // A quorum of followers agrees on another digest: this leader's state has diverged.
         if let Some((peer, _)) = votes
             .iter()
-            .find(|(voter, digest)| **voter != id && **digest != own && agreeing(**digest) >= quorum)
+            .find(|(voter, digest)| {
+                **voter != id && **digest != own && self.is_quorum(agreeing(**digest), electorate)
+            })
         {
             let peer = *peer;
             self.report_divergence(state, peer, slot, fx);

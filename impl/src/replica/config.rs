@@ -12,7 +12,9 @@ pub const MAX_REPLICAS: usize = 64;
 /// replica applies back-pressure instead of growing without bound.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Undecided slots the leader may have in flight (the Phase 2 pipeline window).
+    /// The Phase 2 pipeline window: the leader proposes slot `x` only once it has executed
+    /// every slot below `x - window + 1`. It is also the α of reconfiguration (a change decided
+    /// at `s` governs slots from `s + window`), so it must be the same on every replica.
     pub window: usize,
     /// Client requests per batch.
     pub max_batch_requests: usize,
@@ -50,8 +52,12 @@ impl Default for Limits {
 /// The configuration of one replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
-    /// The replicas of the cluster, by logical id.
+    /// The members of the cluster's first configuration, by logical id. Later configurations
+    /// come from JOIN and QUIT commands in the log.
     pub members: Vec<Id>,
+    /// Every replica that may ever take part: the first members and the spares that may join
+    /// later. Messages from any other id are ignored.
+    pub replicas: Vec<Id>,
     /// Queue, batch and message limits.
     pub limits: Limits,
     /// How long a follower waits without hearing from a leader before it starts an election.
@@ -103,6 +109,7 @@ impl ReplicaConfig {
         }
         let initial_leader = members.first().copied();
         Self {
+            replicas: members.clone(),
             members,
             limits: Limits::default(),
             election_timeout: Duration::from_millis(300)..Duration::from_millis(600),

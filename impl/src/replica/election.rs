@@ -14,17 +14,25 @@ use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::message::{AcceptedEntry, Msg, SizeBound};
 use crate::node::Timer;
-use spec::{Command, Slot};
+use spec::Slot;
 use stateright::actor::Id;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 impl Replica {
     pub(super) fn on_election_timeout(&self, id: Id, state: &mut Cow<ReplicaState>, fx: &mut Effects) {
-        if state.is_leader() {
+        if state.is_leader() || !self.can_lead(id, state) {
             return;
         }
         self.start_election(id, state.to_mut(), fx);
+    }
+
+    /// Whether this replica may campaign: it is a member of every configuration that decides
+    /// a slot of its window (a replica whose QUIT is decided does not; neither does a spare).
+    pub(super) fn can_lead(&self, id: Id, state: &ReplicaState) -> bool {
+        let configuration = &state.service.configuration;
+        configuration.members_at(state.executed).contains(&id)
+            && configuration.pending.as_ref().is_none_or(|p| p.members.contains(&id))
     }
 
     /// Starts Phase 1 with the next ballot of this replica.
@@ -42,16 +50,18 @@ impl Replica {
         for (slot, accepted) in state.durable.accepted.range(state.executed..) {
             self.adopt(&mut candidacy.adopted, *slot, accepted);
         }
+        let promised_by = candidacy.promised_by;
         state.role = Role::Candidate(candidacy);
         fx.set_timer(Timer::Election, self.config.election_timeout.clone());
+        // Every configuration that decides a slot of the window must promise.
         fx.broadcast(
-            self.others(id),
+            self.audience(id, state),
             &Msg::Prepare {
                 ballot,
                 from: state.executed,
             },
         );
-        if self.quorum() <= 1 {
+        if self.promises_cover_window(state, promised_by) {
             self.become_leader(id, state, fx);
         }
     }
@@ -130,6 +140,8 @@ impl Replica {
         );
     }
 
+    /// A promise for this replica's ballot: counted by a candidate, and by a leader that asked
+    /// the members of a new configuration for theirs.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_promise(
         &self,
@@ -142,34 +154,43 @@ impl Replica {
         complete: bool,
         fx: &mut Effects,
     ) {
-        let Role::Candidate(candidacy) = &state.role else {
-            return;
+        let (promised_by, first_open) = match &state.role {
+            Role::Candidate(candidacy) => (candidacy.promised_by, state.executed),
+            Role::Leader(leadership) => (leadership.promised_by, leadership.next_slot),
+            Role::Follower => return,
         };
-        if ballot != state.ballot() || candidacy.promised_by.contains(src) {
+        if ballot != state.ballot() || promised_by.contains(src) {
             return;
         }
         let state = state.to_mut();
         if !complete || log_start > state.executed {
-            // The acceptor discarded slots this candidate has not executed (or could not
-            // report all it accepted): the candidate cannot tell what was decided there, so
-            // it must not lead. It catches up from that acceptor instead.
-            state.role = Role::Follower;
-            fx.send(
-                src,
-                Msg::CatchUp {
-                    from: state.executed,
-                },
-            );
+            // The acceptor discarded slots this replica has not executed (or could not report
+            // all it accepted): it cannot tell what was decided there, so the promise does not
+            // count. A candidate catches up from that acceptor instead of leading.
+            if let Role::Candidate(_) = state.role {
+                state.role = Role::Follower;
+                fx.send(
+                    src,
+                    Msg::CatchUp {
+                        from: state.executed,
+                    },
+                );
+            }
             return;
         }
-        let Role::Candidate(candidacy) = &mut state.role else {
-            unreachable!()
+        let (promised_by, adopted) = match &mut state.role {
+            Role::Candidate(candidacy) => (&mut candidacy.promised_by, &mut candidacy.adopted),
+            Role::Leader(leadership) => (&mut leadership.promised_by, &mut leadership.adopted),
+            Role::Follower => unreachable!("checked above"),
         };
-        candidacy.promised_by.insert(src);
+        promised_by.insert(src);
+        let promised_by = *promised_by;
         for entry in &accepted {
-            if entry.slot >= state.executed {
+            // Slots a leader already proposed in this ballot keep their proposal: it was
+            // chosen from a quorum's promises already.
+            if entry.slot >= first_open {
                 self.adopt(
-                    &mut candidacy.adopted,
+                    adopted,
                     entry.slot,
                     &Accepted {
                         ballot: entry.ballot,
@@ -178,63 +199,34 @@ impl Replica {
                 );
             }
         }
-        if candidacy.promised_by.count() >= self.quorum() {
-            self.become_leader(id, state, fx);
+        match state.role {
+            Role::Candidate(_) if self.promises_cover_window(state, promised_by) => {
+                self.become_leader(id, state, fx)
+            }
+            Role::Leader(_) => self.try_propose(id, state, fx),
+            _ => {}
         }
     }
 
-    /// Phase 1 succeeded: re-propose every open slot, then serve clients.
+    /// Phase 1 succeeded: lead. `try_propose` re-proposes the adopted values slot by slot,
+    /// fills gaps with no-ops, and only then proposes new commands.
     fn become_leader(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         let Role::Candidate(candidacy) = std::mem::replace(&mut state.role, Role::Follower) else {
             unreachable!("only a candidate becomes leader")
         };
-        let adopted = candidacy.adopted;
         state.leader = Some(id);
         fx.cancel_timer(Timer::Election);
         self.set_heartbeat_timer(fx);
-
-        let end = [
-            adopted.keys().next_back().map(|s| s + 1),
-            state.log.keys().next_back().map(|s| s + 1),
-            Some(state.executed),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0);
-        let mut leadership = Leadership {
-            next_slot: end,
+        let mut asked = Votes::from_ids(&state.service.configuration.audience());
+        asked.insert(id);
+        state.role = Role::Leader(Leadership {
+            next_slot: state.executed,
             proposals: BTreeMap::new(),
             queue: Default::default(),
-        };
-        for slot in state.executed..end {
-            if state.log.contains_key(&slot) {
-                continue; // Decided already; followers that miss it catch up.
-            }
-            let adopted_value = adopted.get(&slot);
-            if adopted_value.is_none() && self.config.has_bug(SeededBug::GapsNotFilled) {
-                // The bug: treat the empty slot as a no-op locally instead of deciding one.
-                state.log.insert(slot, Command::Noop);
-                continue;
-            }
-            let command = match adopted_value {
-                Some(accepted) if !self.config.has_bug(SeededBug::IgnorePromisedValues) => {
-                    accepted.command.clone()
-                }
-                _ => Command::Noop,
-            };
-            self.propose(
-                id,
-                &mut state.durable,
-                &mut leadership,
-                slot,
-                command,
-                state.executed,
-                fx,
-            );
-        }
-        state.role = Role::Leader(leadership);
-        self.decide_quorate(id, state, fx);
+            promised_by: candidacy.promised_by,
+            adopted: candidacy.adopted,
+            asked,
+        });
         self.execute(id, state, fx);
         self.try_propose(id, state, fx);
     }

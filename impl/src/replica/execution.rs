@@ -11,7 +11,7 @@ use super::Replica;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::message::Msg;
-use spec::{Command, Output, Request, Session, Slot, StateMachine};
+use spec::{Command, Output, Request, Session, Slot};
 use stateright::actor::Id;
 
 impl Replica {
@@ -19,16 +19,42 @@ impl Replica {
     pub(super) fn execute(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         while let Some(command) = state.log.get(&state.executed).cloned() {
             let slot = state.executed;
+            state.service.begin_slot(slot);
             match &command {
                 Command::Noop => {}
                 Command::Checkpoint => self.take_checkpoint(id, state, slot, fx),
                 Command::Batch(batch) => {
+                    let pending = state.service.configuration.pending.clone();
                     for request in batch.requests() {
                         self.apply_request(id, state, slot, request, fx);
+                    }
+                    if state.service.configuration.pending != pending {
+                        // A membership change: checkpoint the state that holds it, so that a
+                        // joiner can get it by state transfer.
+                        self.take_checkpoint(id, state, slot, fx);
+                        self.send_to_joiners(id, state, fx);
                     }
                 }
             }
             state.executed += 1;
+            if state.is_leader() && !self.can_lead(id, state) {
+                // Its QUIT is in force from here on: a member of the new configuration
+                // takes over after an election timeout.
+                self.step_down(state, fx);
+            }
+        }
+    }
+
+    /// The leader starts a state transfer to the replicas a JOIN just added.
+    fn send_to_joiners(&self, id: Id, state: &ReplicaState, fx: &mut Effects) {
+        let configuration = &state.service.configuration;
+        let Some(pending) = configuration.pending.as_ref().filter(|_| state.is_leader()) else {
+            return;
+        };
+        for joiner in pending.members.difference(&configuration.members) {
+            if *joiner != id {
+                self.send_snapshot_chunk(state, *joiner, 0, fx);
+            }
         }
     }
 
@@ -48,7 +74,14 @@ impl Replica {
             || session.is_none_or(|session| request.number > session.number);
         if fresh {
             let output = match &request.op {
-                spec::Operation::Kv(op) => Output::Kv(state.service.machine.apply(op)),
+                spec::Operation::Reconfigure(change)
+                    if self.config.has_bug(SeededBug::ConcurrentReconfig) =>
+                {
+                    // The bug: a change pending is forgotten and replaced by this one.
+                    state.service.configuration.pending = None;
+                    Output::Reconfigure(state.service.configuration.apply(slot, *change))
+                }
+                op => state.service.apply(slot, op),
             };
             if answer {
                 fx.send(

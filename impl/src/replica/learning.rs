@@ -63,7 +63,7 @@ impl Replica {
             return;
         }
         fx.broadcast(
-            self.others(id),
+            self.audience(id, state),
             &Msg::Heartbeat {
                 ballot: state.ballot(),
                 commit: state.executed,
@@ -112,7 +112,29 @@ impl Replica {
         }
     }
 
-    pub(super) fn on_catch_up(&self, state: &mut Cow<ReplicaState>, src: Id, from: Slot, fx: &mut Effects) {
+    pub(super) fn on_catch_up(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        src: Id,
+        from: Slot,
+        fx: &mut Effects,
+    ) {
+        if let Some(leadership) = state.leadership() {
+            // A new member that was asked for its promise before it held its state (and so
+            // ignored the Prepare) asks to catch up once it holds it: ask again.
+            let waiting = !leadership.promised_by.contains(src)
+                && self.audience(id, state).contains(&src);
+            if waiting {
+                fx.send(
+                    src,
+                    Msg::Prepare {
+                        ballot: state.ballot(),
+                        from: state.executed,
+                    },
+                );
+            }
+        }
         let mut from = from;
         if from < state.executed && !state.log.contains_key(&from) {
             // Those slots are truncated here: send the checkpoint, then the log after it.

@@ -34,7 +34,7 @@ use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::message::Msg;
 use crate::node::{Node, Timer};
-use spec::{Configuration, ServiceState};
+use spec::{Configuration, ServiceState, Slot};
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -50,19 +50,55 @@ impl Replica {
         Self { config }
     }
 
-    /// The other replicas of the cluster.
-    fn others(&self, id: Id) -> impl Iterator<Item = Id> + '_ {
-        self.config.members.iter().copied().filter(move |m| *m != id)
+    /// Whether `src` is a replica of this cluster (a member now, once, or a spare).
+    fn is_replica(&self, src: Id) -> bool {
+        self.config.replicas.contains(&src)
     }
 
-    /// How many acceptors make a quorum: a majority, so that any two quorums intersect.
-    pub fn quorum(&self) -> usize {
-        let n = self.config.members.len();
-        if self.config.has_bug(SeededBug::QuorumHalf) {
-            (n / 2).max(1)
-        } else {
-            n / 2 + 1
+    /// Whether this replica takes part in the protocol: its state makes it a member in force
+    /// or of the pending configuration. A joiner is not one until it holds a state that includes
+    /// it (it got it by state transfer); a replica whose QUIT is in force is no longer one.
+    /// Only a participant votes, campaigns or leads.
+    fn participates(&self, id: Id, state: &ReplicaState) -> bool {
+        state.service.configuration.includes(id) || self.config.has_bug(SeededBug::JoinerVotesEarly)
+    }
+
+    /// The other replicas that decide some slot this replica can currently propose or vote
+    /// for: the members in force and those of a pending change.
+    fn audience(&self, id: Id, state: &ReplicaState) -> Vec<Id> {
+        let mut audience = state.service.configuration.audience();
+        audience.remove(&id);
+        audience.into_iter().collect()
+    }
+
+    /// The members that decide `slot` (below `executed + alpha`), as a set.
+    fn electorate(&self, state: &ReplicaState, slot: Slot) -> Votes {
+        let configuration = &state.service.configuration;
+        if self.config.has_bug(SeededBug::OldQuorumForNewConfig) {
+            // The bug: count votes in the configuration in force, even for a slot that the
+            // pending configuration decides.
+            return Votes::from_ids(&configuration.members);
         }
+        Votes::from_ids(configuration.members_at(slot))
+    }
+
+    /// Whether `votes` hold a quorum of `electorate`: a majority, so any two quorums of one
+    /// configuration intersect.
+    fn is_quorum(&self, votes: Votes, electorate: Votes) -> bool {
+        if self.config.has_bug(SeededBug::QuorumHalf) {
+            votes.intersection(electorate).count() >= (electorate.count() / 2).max(1)
+        } else {
+            votes.quorum_of(electorate)
+        }
+    }
+
+    /// Whether `promised_by` covers every configuration that decides a slot in the window
+    /// `executed..executed + alpha`: a quorum of the members in force, and of a pending change.
+    fn promises_cover_window(&self, state: &ReplicaState, promised_by: Votes) -> bool {
+        let configuration = &state.service.configuration;
+        let in_force = Votes::from_ids(&configuration.members);
+        let pending = configuration.pending.as_ref().map(|p| Votes::from_ids(&p.members));
+        self.is_quorum(promised_by, in_force) && pending.is_none_or(|p| self.is_quorum(promised_by, p))
     }
 
     pub(crate) fn on_start(&self, id: Id, storage: Option<&Storage>, o: &mut Out<Node>) -> ReplicaState {
@@ -83,7 +119,10 @@ impl Replica {
         let (service, executed) = match &durable.checkpoint {
             Some(checkpoint) => ((*checkpoint.state).clone(), checkpoint.slot),
             None => (
-                ServiceState::new(Configuration::initial(self.config.members.iter().copied())),
+                ServiceState::new(Configuration::initial(
+                    self.config.members.iter().copied(),
+                    self.config.limits.window as u64,
+                )),
                 0,
             ),
         };
@@ -104,11 +143,13 @@ impl Replica {
         fx.persist();
         if !fresh {
             // Ask a peer for what was decided while this replica was down.
-            if let Some(peer) = self.others(id).next() {
-                fx.send(peer, Msg::CatchUp { from: executed });
+            if let Some(peer) = self.audience(id, &state).first() {
+                fx.send(*peer, Msg::CatchUp { from: executed });
             }
         }
         match self.config.initial_leader {
+            // A spare waits, silent, until a JOIN and a state transfer make it a member.
+            _ if !self.participates(id, &state) => {}
             Some(leader) if fresh => {
                 state.durable.promised = Ballot {
                     round: 1,
@@ -120,6 +161,9 @@ impl Replica {
                         next_slot: 0,
                         proposals: BTreeMap::new(),
                         queue: Default::default(),
+                        promised_by: Votes::from_ids(&self.config.members),
+                        adopted: BTreeMap::new(),
+                        asked: Votes::from_ids(&self.config.members),
                     });
                     self.set_heartbeat_timer(&mut fx);
                 } else {
@@ -143,11 +187,17 @@ impl Replica {
         o: &mut Out<Node>,
     ) {
         let mut fx = Effects::default();
-        let from_member = self.config.members.contains(&src);
         match msg {
-            // Only members take part in the protocol; anything else claiming to is ignored.
+            // A replica that does not participate (a spare before its state transfer, or one
+            // whose QUIT is in force) casts no vote and serves no client.
+            Msg::Request(_) | Msg::Prepare { .. } | Msg::Accept { .. } | Msg::Heartbeat { .. }
+                if !self.participates(id, state) =>
+            {
+                return
+            }
+            // Only replicas take part in the protocol; anything else claiming to is ignored.
             Msg::Request(_) | Msg::Reply { .. } => {}
-            _ if !from_member => return,
+            _ if !self.is_replica(src) => return,
             _ => {}
         }
         match msg {
@@ -166,6 +216,7 @@ impl Replica {
                 command,
                 commit,
                 stable,
+                electorate: _,
             } => {
                 self.on_accept(id, state, src, ballot, slot, command, commit, &mut fx);
                 if ballot == state.ballot() {
@@ -185,7 +236,7 @@ impl Replica {
                     self.on_stable_checkpoint(state, src, stable, &mut fx);
                 }
             }
-            Msg::CatchUp { from } => self.on_catch_up(state, src, from, &mut fx),
+            Msg::CatchUp { from } => self.on_catch_up(id, state, src, from, &mut fx),
             Msg::CheckpointVote { slot, digest } => {
                 self.on_checkpoint_vote(id, state, src, slot, digest, &mut fx)
             }

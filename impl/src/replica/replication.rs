@@ -11,7 +11,7 @@ use crate::ballot::Ballot;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::message::{Msg, SizeBound};
-use spec::{Command, Output, Request, Slot, StateMachine};
+use spec::{Command, Request, Slot};
 use stateright::actor::Id;
 use std::borrow::Cow;
 
@@ -24,7 +24,7 @@ impl Replica {
         request: Request,
         fx: &mut Effects,
     ) {
-        let forwarded = self.config.members.contains(&src);
+        let forwarded = self.is_replica(src);
         if request.client != src && !forwarded {
             return; // A request speaks only for its sender, or is forwarded by a replica.
         }
@@ -72,65 +72,131 @@ impl Replica {
         self.try_propose(id, state, fx);
     }
 
-    /// Proposes queued requests while the window has room.
+    /// Proposes, slot by slot, while the window has room: first the values adopted from
+    /// promises, no-ops in the gaps below them, then checkpoints and batches of new requests.
+    ///
+    /// The window is also the α of reconfiguration: slot `x` is proposed only once every slot
+    /// up to `x - window` is executed, so the configuration that decides `x` is known from
+    /// decided commands. A slot whose configuration is not yet covered by a quorum of promises
+    /// (the members of a JOIN had not been asked) waits for them.
     pub(super) fn try_propose(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
-        let limits = &self.config.limits;
-        let ReplicaState {
-            durable,
-            role,
-            service,
-            executed,
-            ..
-        } = state;
-        let Role::Leader(leadership) = role else {
-            return;
-        };
-        while leadership.proposals.len() < limits.window {
-            if let Some(interval) = self.config.checkpoint_interval {
-                if (leadership.next_slot + 1) % interval == 0 {
-                    let slot = leadership.next_slot;
-                    leadership.next_slot += 1;
-                    self.propose(id, durable, leadership, slot, Command::Checkpoint, *executed, fx);
-                    continue;
-                }
-            }
-            if leadership.queue.is_empty() {
+        self.ask_new_members(id, state, fx);
+        let alpha = self.config.limits.window as Slot;
+        loop {
+            let Role::Leader(leadership) = &state.role else {
+                return;
+            };
+            let slot = leadership.next_slot;
+            if slot >= state.executed + alpha {
                 break;
             }
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while let Some(next) = leadership.queue.front() {
-                let size = next.size_bound();
-                if !batch.is_empty()
-                    && (batch.len() >= limits.max_batch_requests
-                        || bytes + size > limits.max_batch_bytes)
-                {
-                    break;
+            if state.log.contains_key(&slot) {
+                // Decided already (learned by catch-up); followers that miss it catch up too.
+                if let Role::Leader(leadership) = &mut state.role {
+                    leadership.next_slot += 1;
                 }
-                bytes += size;
-                batch.extend(leadership.queue.pop_front());
+                continue;
             }
-            let slot = leadership.next_slot;
+            let electorate = self.electorate(state, slot);
+            if !electorate.contains(id) || !self.is_quorum(leadership.promised_by, electorate) {
+                // Not a member there (its QUIT is in force from this slot: it steps down once
+                // it executes up to here), or waiting for promises from new members.
+                break;
+            }
+            let adopted = leadership.adopted.get(&slot).map(|a| a.command.clone());
+            let gap = adopted.is_none()
+                && (leadership.adopted.range(slot..).next().is_some()
+                    || state.log.range(slot..).next().is_some());
+            let command = match adopted {
+                Some(_) if self.config.has_bug(SeededBug::IgnorePromisedValues) => Command::Noop,
+                Some(command) => command,
+                None if gap && self.config.has_bug(SeededBug::GapsNotFilled) => {
+                    // The bug: treat the empty slot as a no-op locally instead of deciding one.
+                    state.log.insert(slot, Command::Noop);
+                    continue;
+                }
+                None if gap => Command::Noop,
+                None => match self.new_command(state, slot, fx) {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            let ReplicaState {
+                durable,
+                role,
+                executed,
+                ..
+            } = state;
+            let Role::Leader(leadership) = role else {
+                unreachable!("checked above")
+            };
+            leadership.adopted.remove(&slot);
             leadership.next_slot += 1;
-            if self.config.has_bug(SeededBug::ReplyBeforeExecute) {
-                // The bug: answer from the current state before the batch is even decided.
-                let mut speculative = service.machine.clone();
-                for request in &batch {
-                    let spec::Operation::Kv(op) = &request.op;
-                    let output = Output::Kv(speculative.apply(op));
-                    fx.send(
-                        request.client,
-                        Msg::Reply {
-                            number: request.number,
-                            slot,
-                            output,
-                        },
-                    );
-                }
-            }
-            self.propose(id, durable, leadership, slot, Command::batch(batch), *executed, fx);
+            self.propose(id, durable, leadership, slot, command, electorate, *executed, fx);
         }
         self.decide_quorate(id, state, fx);
+    }
+
+    /// Sends a Prepare for the leader's ballot to the members of a pending configuration that
+    /// have not been asked yet: their promises are needed before the slots they decide.
+    fn ask_new_members(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
+        let ballot = state.ballot();
+        let from = state.executed;
+        let audience = self.audience(id, state);
+        let Role::Leader(leadership) = &mut state.role else {
+            return;
+        };
+        for member in audience {
+            if !leadership.asked.contains(member) {
+                leadership.asked.insert(member);
+                fx.send(member, Msg::Prepare { ballot, from });
+            }
+        }
+    }
+
+    /// The next new command for `slot`: a checkpoint where one is due, else a batch of queued
+    /// requests, else nothing.
+    fn new_command(&self, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) -> Option<Command> {
+        if let Some(interval) = self.config.checkpoint_interval {
+            if (slot + 1) % interval == 0 {
+                return Some(Command::Checkpoint);
+            }
+        }
+        let limits = &self.config.limits;
+        let Role::Leader(leadership) = &mut state.role else {
+            return None;
+        };
+        if leadership.queue.is_empty() {
+            return None;
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while let Some(next) = leadership.queue.front() {
+            let size = next.size_bound();
+            if !batch.is_empty()
+                && (batch.len() >= limits.max_batch_requests || bytes + size > limits.max_batch_bytes)
+            {
+                break;
+            }
+            bytes += size;
+            batch.extend(leadership.queue.pop_front());
+        }
+        if self.config.has_bug(SeededBug::ReplyBeforeExecute) {
+            // The bug: answer from the current state before the batch is even decided.
+            let mut speculative = state.service.clone();
+            for request in &batch {
+                let output = speculative.apply(slot, &request.op);
+                fx.send(
+                    request.client,
+                    Msg::Reply {
+                        number: request.number,
+                        slot,
+                        output,
+                    },
+                );
+            }
+        }
+        Some(Command::batch(batch))
     }
 
     /// Proposes `command` at `slot` in the leader's ballot, accepting it locally first.
@@ -143,6 +209,7 @@ impl Replica {
         leadership: &mut Leadership,
         slot: Slot,
         command: Command,
+        electorate: Votes,
         commit: Slot,
         fx: &mut Effects,
     ) {
@@ -165,16 +232,18 @@ impl Replica {
             Proposal {
                 command: command.clone(),
                 votes: Votes::of(id),
+                electorate,
             },
         );
         fx.broadcast(
-            self.others(id),
+            electorate.iter().filter(|member| *member != id),
             &Msg::Accept {
                 ballot,
                 slot,
                 command,
                 commit,
                 stable,
+                electorate,
             },
         );
     }
@@ -221,6 +290,7 @@ impl Replica {
                     ballot,
                     slot,
                     incarnation: state.durable.incarnation,
+                    executed: state.executed,
                 },
             );
         }
@@ -263,14 +333,13 @@ impl Replica {
     /// Decides every proposal that a quorum accepted. Followers learn it from the `commit`
     /// of later Accepts and heartbeats.
     pub(super) fn decide_quorate(&self, _id: Id, state: &mut ReplicaState, _fx: &mut Effects) {
-        let quorum = self.quorum();
         let Role::Leader(leadership) = &mut state.role else {
             return;
         };
         let decided: Vec<Slot> = leadership
             .proposals
             .iter()
-            .filter(|(_, p)| p.votes.count() >= quorum)
+            .filter(|(_, p)| self.is_quorum(p.votes, p.electorate))
             .map(|(slot, _)| *slot)
             .collect();
         for slot in decided {

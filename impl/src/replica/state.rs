@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// A set of replica ids (each below [`crate::replica::config::MAX_REPLICAS`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Votes(u64);
 
 impl Votes {
@@ -34,6 +36,35 @@ impl Votes {
     pub fn count(self) -> usize {
         self.0.count_ones() as usize
     }
+
+    /// The set of `ids`.
+    pub fn from_ids<'a>(ids: impl IntoIterator<Item = &'a Id>) -> Self {
+        let mut votes = Votes::default();
+        for id in ids {
+            votes.insert(*id);
+        }
+        votes
+    }
+
+    /// The ids in both sets.
+    pub fn intersection(self, other: Votes) -> Votes {
+        Votes(self.0 & other.0)
+    }
+
+    /// The ids, in increasing order.
+    pub fn iter(self) -> impl Iterator<Item = Id> {
+        (0..64).filter(move |i| self.0 & (1 << i) != 0).map(Id::from)
+    }
+
+    /// The set as a bit mask (bit `i` is replica `i`).
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// Whether the ids of `self` that are in `electorate` make a majority of `electorate`.
+    pub fn quorum_of(self, electorate: Votes) -> bool {
+        self.intersection(electorate).count() > electorate.count() / 2
+    }
 }
 
 /// A slot the leader has proposed and not yet seen decided.
@@ -42,6 +73,8 @@ pub struct Proposal {
     pub command: Command,
     /// Acceptors that accepted it in the leader's ballot, the leader included.
     pub votes: Votes,
+    /// The members of the configuration that decides the slot.
+    pub electorate: Votes,
 }
 
 /// Phase 1 in progress.
@@ -63,6 +96,15 @@ pub struct Leadership {
     pub proposals: BTreeMap<Slot, Proposal>,
     /// Client requests waiting for a slot.
     pub queue: VecDeque<Request>,
+    /// Replicas that promised this ballot, the leader included. A slot whose configuration is
+    /// not covered by a quorum of them waits for more promises (after a JOIN).
+    pub promised_by: Votes,
+    /// Values reported in promises for slots not yet proposed in this ballot: the value
+    /// accepted in the highest ballot, which the leader must propose there.
+    pub adopted: BTreeMap<Slot, Accepted>,
+    /// Replicas sent a Prepare for this ballot (each is asked once; a joiner that was not
+    /// ready is asked again when it asks to catch up).
+    pub asked: Votes,
 }
 
 /// A snapshot arriving in chunks.
