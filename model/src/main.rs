@@ -1,9 +1,10 @@
-//! `model`: model check, explore, and (later) conformance-check the replicated service.
+//! `model`: model check, explore, and conformance-check the replicated service.
 //!
 //! ```text
 //! cargo run --release -p model -- check                 # the default bounds, exhaustively
 //! cargo run --release -p model -- check --preset NAME   # a named preset (see `presets`)
 //! cargo run --release -p model -- explore               # stateright's explorer on localhost:3000
+//! cargo run --release -p model -- conform TRACE_DIR     # replay a real run's traces
 //! ```
 
 use clap::{Args, Parser, Subcommand};
@@ -55,6 +56,17 @@ enum Command {
     },
     /// List the named presets.
     Presets,
+    /// Replay the traces of a real run (a directory of *.trace files, as written by
+    /// `bench --trace DIR` or a traced test) through the model: every step must be enabled
+    /// and give the recorded outputs and state digest, and every safety property must hold.
+    Conform {
+        /// The trace directory.
+        trace_dir: std::path::PathBuf,
+        /// Evaluate the model's own properties on a full model state after every step when
+        /// the trace has at most this many steps; longer traces get the incremental checks.
+        #[arg(long, default_value_t = 50_000)]
+        exact_limit: u64,
+    },
 }
 
 /// The model's bounds: a preset, then any option overrides it.
@@ -100,7 +112,11 @@ impl Bounds {
             format!(
                 "unknown preset {:?}; the presets are: {}",
                 self.preset,
-                PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                PRESETS
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         if let Some(v) = self.replicas {
@@ -203,7 +219,10 @@ fn main() -> ExitCode {
             if let Some(threads) = threads {
                 options.threads = threads.into();
             }
-            println!("Checking Multi-Paxos SMR with {checker} on {} threads", options.threads);
+            println!(
+                "Checking Multi-Paxos SMR with {checker} on {} threads",
+                options.threads
+            );
             println!("Bounds: {cfg}");
             let report = check::run(model::build(&cfg), &options, &mut std::io::stdout());
             let features = if cfg.bug.is_some() {
@@ -220,6 +239,26 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        Command::Conform {
+            trace_dir,
+            exact_limit,
+        } => {
+            let options = model::conform::Options { exact_limit };
+            match model::conform::run(&trace_dir, &options) {
+                Ok(report) => {
+                    let _ = report.print(&mut std::io::stdout());
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
             }
         }
         Command::Explore { address, bounds } => {

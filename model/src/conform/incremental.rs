@@ -1,0 +1,384 @@
+//! The property checks for long traces: the model's safety properties, judged on what each
+//! step changed rather than on the whole state, so that every step costs about as much as the
+//! step itself. They use the same auxiliary facts as the model's history (a value is chosen
+//! when a quorum accepted it in one ballot; the reference execution of the chosen log; every
+//! reply sent) and the pure property functions of `spec` where those apply to one item.
+//!
+//! Differences from the exact check, all on the side of checking less:
+//! - agreement is checked for the log entries a replica adds at its end on every step, and
+//!   for its whole log every 1024 of its steps;
+//! - linearizability is checked with the chosen log order as the witness: every answer is
+//!   the reference execution's output at its place in the log, and an operation that began
+//!   after another one returned comes later in the log. (An SMR that passes this is
+//!   linearizable; stateright's tester, which searches for any witness, runs in exact mode.)
+//! - durability is checked when a write is acknowledged;
+//! - quorums are majorities of the initial members (no reconfiguration).
+
+use super::replay::{Applied, Observer};
+use super::world::World;
+use crate::SmrModel;
+use smr::{Ballot, Msg, Node};
+use spec::properties::{self, ReplicaView};
+use spec::reference::ReferenceExecution;
+use spec::{digest_of, Command, Digest, Output, RequestId, RequestNumber, Slot};
+use stateright::actor::{Command as Out, Id};
+use std::collections::{BTreeMap, HashMap};
+
+/// The properties checked, in report order.
+pub const PROPERTIES: &[&str] = &[
+    "agreement",
+    "validity",
+    "prefix execution",
+    "exactly-once",
+    "linearizability",
+    "durability",
+    "checkpoint safety",
+    "audit digests agree",
+];
+
+/// Replica steps between two full scans of a replica's log for agreement.
+const FULL_SCAN_EVERY: u64 = 1024;
+
+/// A place in the log: slot, then position in the slot's batch.
+type Place = (Slot, usize);
+
+#[derive(Default, Clone, Copy)]
+struct ReplicaSeen {
+    /// The highest slot of its log checked so far.
+    last: Option<Slot>,
+    checkpoint: Option<(Slot, Digest)>,
+    log_start: Slot,
+    steps: u64,
+}
+
+/// The incremental checker's auxiliary state.
+pub struct Incremental<'m> {
+    model: &'m SmrModel,
+    quorum: usize,
+    proposals: HashMap<(Slot, Ballot), (Command, u64)>,
+    chosen: BTreeMap<Slot, Command>,
+    reference: ReferenceExecution,
+    /// Replies whose slot the reference has not reached yet.
+    pending: BTreeMap<Slot, Vec<(RequestId, Output)>>,
+    /// Every reply sent, by request: the digest of (slot, output).
+    replies: HashMap<RequestId, Digest>,
+    /// Each client's operation in flight: its number and the latest place returned before it
+    /// was invoked.
+    invoked: HashMap<Id, (RequestNumber, Option<Place>)>,
+    /// The latest place of an operation that has returned.
+    returned: Option<Place>,
+    replicas: Vec<ReplicaSeen>,
+}
+
+impl<'m> Incremental<'m> {
+    pub fn new(model: &'m SmrModel) -> Self {
+        Self {
+            model,
+            quorum: model.cfg.replicas / 2 + 1,
+            proposals: HashMap::new(),
+            chosen: BTreeMap::new(),
+            reference: model.init_history.reference.clone(),
+            pending: BTreeMap::new(),
+            replies: HashMap::new(),
+            invoked: HashMap::new(),
+            returned: None,
+            replicas: vec![ReplicaSeen::default(); model.actors.len()],
+        }
+    }
+
+    fn submitted(&self, request: &spec::Request) -> bool {
+        match self.model.actors.get(usize::from(request.client)) {
+            Some(Node::Client(client)) => {
+                client.request(request.client, request.number).as_ref() == Some(request)
+            }
+            _ => false,
+        }
+    }
+
+    fn choose(&mut self, slot: Slot, command: Command, found: &mut Vec<(&'static str, String)>) {
+        match self.chosen.get(&slot) {
+            Some(earlier) if *earlier != command => found.push((
+                "agreement",
+                format!("two values were chosen at slot {slot}: {earlier:?} and {command:?}"),
+            )),
+            Some(_) => {}
+            None => {
+                if let Err(why) = properties::validity([(slot, &command)], |r| self.submitted(r)) {
+                    found.push(("validity", why));
+                }
+                self.chosen.insert(slot, command);
+                while let Some(next) = self.chosen.get(&self.reference.applied()) {
+                    self.reference.apply_next(next);
+                }
+                self.check_pending(found);
+            }
+        }
+    }
+
+    /// Checks the replies whose slot the reference has now executed.
+    fn check_pending(&mut self, found: &mut Vec<(&'static str, String)>) {
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() >= self.reference.applied() {
+                break;
+            }
+            let (slot, replies) = entry.remove_entry();
+            for (request, output) in replies {
+                self.check_reply(request, slot, output, found);
+            }
+        }
+    }
+
+    fn check_reply(
+        &self,
+        request: RequestId,
+        slot: Slot,
+        output: Output,
+        found: &mut Vec<(&'static str, String)>,
+    ) {
+        let one = BTreeMap::from([(request, (slot, output))]);
+        if let Err(why) = properties::exactly_once(&one, None, &self.reference) {
+            found.push(("exactly-once", why));
+        }
+    }
+
+    /// Where `request` was applied in the chosen log.
+    fn place(&self, request: RequestId) -> Option<Place> {
+        let (slot, _) = self.reference.application(request)?;
+        let position = self
+            .chosen
+            .get(&slot)?
+            .requests()
+            .iter()
+            .position(|r| r.id() == request)?;
+        Some((slot, position))
+    }
+
+    fn on_send(
+        &mut self,
+        src: Id,
+        dst: Id,
+        msg: &Msg,
+        world: &World<'_>,
+        found: &mut Vec<(&'static str, String)>,
+    ) {
+        match msg {
+            Msg::Accept {
+                ballot,
+                slot,
+                command,
+                ..
+            } => {
+                self.proposals
+                    .entry((*slot, *ballot))
+                    .or_insert_with(|| (command.clone(), 1 << usize::from(src)));
+            }
+            Msg::Accepted { ballot, slot, .. } => {
+                let quorum = self.quorum;
+                let Some((command, voters)) = self.proposals.get_mut(&(*slot, *ballot)) else {
+                    return;
+                };
+                let before = voters.count_ones() as usize;
+                *voters |= 1 << usize::from(src);
+                if before < quorum && voters.count_ones() as usize == quorum {
+                    let command = command.clone();
+                    self.choose(*slot, command, found);
+                }
+            }
+            Msg::Request(request) if request.client == src => {
+                if self.invoked.get(&src).map(|(number, _)| *number) != Some(request.number) {
+                    self.invoked.insert(src, (request.number, self.returned));
+                }
+            }
+            Msg::Reply {
+                number,
+                slot,
+                output,
+            } => {
+                let request = RequestId {
+                    client: dst,
+                    number: *number,
+                };
+                let seen = digest_of(&(slot, output));
+                match self.replies.insert(request, seen) {
+                    Some(earlier) if earlier != seen => found.push((
+                        "exactly-once",
+                        format!("request {request:?} was answered twice, differently (the second time from slot {slot} with {output:?})"),
+                    )),
+                    Some(_) => {}
+                    None => self.check_durability(request, *slot, world, found),
+                }
+                if *slot < self.reference.applied() {
+                    self.check_reply(request, *slot, output.clone(), found);
+                } else {
+                    self.pending
+                        .entry(*slot)
+                        .or_default()
+                        .push((request, output.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_durability(
+        &self,
+        request: RequestId,
+        slot: Slot,
+        world: &World<'_>,
+        found: &mut Vec<(&'static str, String)>,
+    ) {
+        let reference = &self.reference;
+        let holders = |request: RequestId, slot: Slot| {
+            world
+                .slots
+                .iter()
+                .filter_map(|s| s.storage.as_ref())
+                .filter(|storage| {
+                    let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
+                        accepted
+                            .command
+                            .requests()
+                            .iter()
+                            .any(|r| r.id() == request)
+                    });
+                    let checkpointed = storage.checkpoint.as_ref().is_some_and(|c| {
+                        c.slot > slot && reference.digest_after(c.slot) == Some(c.digest)
+                    });
+                    accepted || checkpointed
+                })
+                .count()
+        };
+        let quorum = self.quorum;
+        if let Err(why) = properties::durability([(request, slot)], holders, |_| quorum) {
+            found.push(("durability", why));
+        }
+    }
+
+    fn on_return(&mut self, client: Id, msg: &Msg, found: &mut Vec<(&'static str, String)>) {
+        let Msg::Reply { number, .. } = msg else {
+            return;
+        };
+        let Some((invoked, floor)) = self.invoked.get(&client).copied() else {
+            return;
+        };
+        if invoked != *number {
+            return;
+        }
+        self.invoked.remove(&client);
+        let request = RequestId {
+            client,
+            number: *number,
+        };
+        match self.place(request) {
+            None => found.push((
+                "linearizability",
+                format!("request {request:?} returned, but the chosen log has not applied it"),
+            )),
+            Some(place) if floor.is_some_and(|floor| place <= floor) => found.push((
+                "linearizability",
+                format!(
+                    "request {request:?} took effect at {place:?} in the log, before an operation (at {:?}) that had returned before it was invoked",
+                    floor.unwrap_or_default()
+                ),
+            )),
+            Some(place) => self.returned = self.returned.max(Some(place)),
+        }
+    }
+
+    fn check_replica(
+        &mut self,
+        id: usize,
+        world: &World<'_>,
+        found: &mut Vec<(&'static str, String)>,
+    ) {
+        let Some(replica) = world.slots[id].state.as_ref().and_then(|s| s.replica()) else {
+            return;
+        };
+        let seen = &mut self.replicas[id];
+        seen.steps += 1;
+        let full = seen.steps % FULL_SCAN_EVERY == 0;
+        let from = if full {
+            0
+        } else {
+            seen.last.map_or(0, |last| last + 1)
+        };
+        let mut fresh = BTreeMap::new();
+        for (slot, command) in replica.log.range(from..) {
+            fresh.insert(*slot, command.clone());
+        }
+        seen.last = replica.log.keys().next_back().copied().max(seen.last);
+        let view = |log| ReplicaView {
+            id: Id::from(id),
+            log,
+            executed: replica.executed,
+            service_digest: replica.service.digest(),
+        };
+        if let Err(why) = properties::agreement(&[view(&fresh)], &self.chosen, None) {
+            found.push(("agreement", why));
+        }
+        if let Err(why) = properties::prefix_execution(&[view(&fresh)], &self.reference) {
+            found.push(("prefix execution", why));
+        }
+        if replica.audit_failures > 0 {
+            found.push((
+                "audit digests agree",
+                format!("replica {id} found its state different from a quorum's"),
+            ));
+        }
+        let checkpoint = replica.durable.checkpoint.as_ref();
+        let held = checkpoint.map(|c| (c.slot, c.digest));
+        if held != seen.checkpoint {
+            seen.checkpoint = held;
+            if let Some(c) = checkpoint {
+                if c.state.digest() != c.digest
+                    || self.reference.digest_after(c.slot) != Some(c.digest)
+                {
+                    found.push((
+                        "checkpoint safety",
+                        format!("replica {id} holds a checkpoint at slot {} that is not the state after the chosen slots below it", c.slot),
+                    ));
+                }
+            }
+        }
+        let log_start = replica.durable.log_start;
+        if log_start != seen.log_start {
+            seen.log_start = log_start;
+            let holders = world
+                .slots
+                .iter()
+                .filter_map(|s| s.storage.as_ref())
+                .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= log_start))
+                .count();
+            if log_start > 0 && holders < self.quorum {
+                found.push((
+                    "checkpoint safety",
+                    format!("replica {id} discarded the slots below {log_start} but only {holders} replicas hold a checkpoint that covers them"),
+                ));
+            }
+        }
+    }
+}
+
+impl Observer for Incremental<'_> {
+    fn after_step(
+        &mut self,
+        world: &World<'_>,
+        applied: &Applied<'_>,
+    ) -> Vec<(&'static str, String)> {
+        let mut found = Vec::new();
+        if applied.crash {
+            return found;
+        }
+        let id = Id::from(applied.id);
+        for command in applied.out.iter() {
+            if let Out::Send(dst, msg) = command {
+                self.on_send(id, *dst, msg, world, &mut found);
+            }
+        }
+        if let Some((_, msg)) = applied.delivered {
+            self.on_return(id, msg, &mut found);
+        }
+        self.check_replica(applied.id, world, &mut found);
+        found
+    }
+}
