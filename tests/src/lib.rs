@@ -2,17 +2,26 @@
 //! its own socket (on an ephemeral port) and its own data directory, so that tests can run in
 //! parallel. Replicas can be killed (the runtime stops as in a crash: nothing more is sent) and
 //! restarted from their data directories on the same address.
+//!
+//! A cluster started with [`ClusterOptions`] can record a trace of every replica and client
+//! step (see `smr::trace`), inject network faults and partitions, switch on a seeded runtime
+//! bug, and check its own run against the model with [`TestCluster::conform`].
 
 use smr::deploy::status::StatusAnswer;
 use smr::deploy::{
     query_status, run_operations, start_replica, ClientError, ClientOptions, Cluster,
 };
 use smr::node::Node;
-use smr::runtime::{RuntimeError, Stopped, StorageError, SyncPolicy, FIRST_CLIENT_ID};
+use smr::runtime::{
+    NetworkFaults, Partition, RuntimeBug, RuntimeError, Stopped, StorageError, SyncPolicy,
+    FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
+};
+use smr::trace::TraceSink;
 use spec::{KvOp, Operation, Output, Slot};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -24,16 +33,39 @@ struct Running {
     task: JoinHandle<Result<Stopped<Node>, RuntimeError>>,
 }
 
+/// How a test cluster runs.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// Record traces of every replica and client.
+    pub trace: bool,
+    /// Faults injected into every replica's outgoing datagrams.
+    pub faults: Option<NetworkFaults>,
+    /// Faults injected into every client's outgoing datagrams.
+    pub client_faults: Option<NetworkFaults>,
+    /// A seeded runtime bug in every replica and client (needs `smr/runtime-bugs`).
+    pub bug: Option<RuntimeBug>,
+}
+
 /// A local cluster for tests.
 pub struct TestCluster {
     pub cluster: Cluster,
     data: tempfile::TempDir,
     running: BTreeMap<usize, Running>,
+    options: ClusterOptions,
+    /// Each replica's partition: the peers it is cut off from.
+    partitions: BTreeMap<usize, Partition>,
+    /// The next client id (clients are numbered densely, as the model needs).
+    next_client: Arc<AtomicU64>,
 }
 
 impl TestCluster {
     /// Starts `n` replicas on ephemeral loopback ports.
     pub async fn start(n: usize) -> Self {
+        Self::start_with(n, ClusterOptions::default()).await
+    }
+
+    /// Starts `n` replicas on ephemeral loopback ports, run as `options` say.
+    pub async fn start_with(n: usize, options: ClusterOptions) -> Self {
         // Bind once to learn free ports, then release them for the replicas to bind. (Another
         // process could take a port in between; on loopback in a test run that does not happen
         // in practice, and the bind below would fail loudly if it did.)
@@ -56,6 +88,9 @@ impl TestCluster {
             cluster,
             data: tempfile::tempdir().expect("a temporary directory"),
             running: BTreeMap::new(),
+            partitions: (0..n).map(|id| (id, Partition::default())).collect(),
+            options,
+            next_client: Arc::new(AtomicU64::new(FIRST_LOGICAL_CLIENT_ID)),
         };
         for id in 0..n {
             test.start_replica(id).await.expect("replica starts");
@@ -66,6 +101,42 @@ impl TestCluster {
     /// The data directory of replica `id`.
     pub fn data_dir(&self, id: usize) -> PathBuf {
         self.data.path().join(format!("replica-{id}"))
+    }
+
+    /// Where the traces go.
+    pub fn trace_dir(&self) -> PathBuf {
+        self.data.path().join("traces")
+    }
+
+    fn trace_sink(&self, prefix: &str) -> Option<smr::trace::SharedSink> {
+        self.options.trace.then(|| {
+            TraceSink::create_in(&self.trace_dir(), prefix).expect("a trace file can be created")
+        })
+    }
+
+    /// Cuts replica `id` off from `peers` (replica or client wire ids), in both directions as
+    /// far as `id` is concerned; an empty set heals it.
+    pub fn partition(&self, id: usize, peers: &[u64]) {
+        *self.partitions[&id].lock().unwrap() = peers.iter().copied().collect();
+    }
+
+    /// Replays the recorded traces through the model; panics with the report unless the run
+    /// conforms and every property held. Returns the report.
+    pub fn conform(&self) -> model::conform::Report {
+        let report = self.check_traces();
+        let mut text = Vec::new();
+        report.print(&mut text).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(report.passed(), "the run does not conform:\n{text}");
+        eprintln!("{text}");
+        report
+    }
+
+    /// Replays the recorded traces through the model and returns the report.
+    pub fn check_traces(&self) -> model::conform::Report {
+        assert!(self.options.trace, "the cluster records no traces");
+        model::conform::run(&self.trace_dir(), &model::conform::Options::default())
+            .expect("the traces can be read")
     }
 
     /// Starts (or restarts) replica `id` from its data directory on its configured address.
@@ -82,7 +153,12 @@ impl TestCluster {
             sync: SyncPolicy::Fsync,
             seed: 1000 + id as u64,
             inline_commit: false,
-            ..Default::default()
+            trace: self.trace_sink(&format!("replica-{id}")),
+            faults: Some((
+                self.options.faults.clone().unwrap_or_default(),
+                Some(self.partitions[&id].clone()),
+            )),
+            bug: self.options.bug,
         };
         let runtime = start_replica(
             &self.cluster,
@@ -112,7 +188,25 @@ impl TestCluster {
 
     /// Runs `ops` as one fresh client, with a deadline of 20 s.
     pub async fn run(&self, ops: Vec<KvOp>) -> Result<Vec<(Slot, Output)>, ClientError> {
-        run_client(self.cluster.clone(), ops).await
+        if !self.options.trace && self.options.client_faults.is_none() && self.options.bug.is_none()
+        {
+            return run_client(self.cluster.clone(), ops).await;
+        }
+        self.client(ops).run().await
+    }
+
+    /// A client for `ops` with the next logical id, traced and faulty as the cluster is; run it
+    /// with [`TestClient::run`] (several can run concurrently).
+    pub fn client(&self, ops: Vec<KvOp>) -> TestClient {
+        let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+        TestClient {
+            id: Id::from(id as usize),
+            cluster: self.cluster.clone(),
+            ops: ops.into_iter().map(Operation::Kv).collect(),
+            trace: self.trace_sink(&format!("client-{id}")),
+            faults: self.options.client_faults.clone(),
+            bug: self.options.bug,
+        }
     }
 
     /// The status of every replica that answers within a second.
@@ -144,6 +238,62 @@ impl TestCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A client of a test cluster, ready to run.
+pub struct TestClient {
+    id: Id,
+    cluster: Cluster,
+    ops: Vec<Operation>,
+    trace: Option<smr::trace::SharedSink>,
+    faults: Option<NetworkFaults>,
+    bug: Option<RuntimeBug>,
+}
+
+impl TestClient {
+    /// Runs the operations in order, with a deadline of 20 s.
+    pub async fn run(self) -> Result<Vec<(Slot, Output)>, ClientError> {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(ClientError::Socket)?;
+        let operations = self.ops.len();
+        let retry = Duration::from_millis(100)..Duration::from_millis(150);
+        let seed = usize::from(self.id) as u64;
+        let mut runtime = smr::deploy::client::client_runtime(
+            self.id,
+            self.cluster.id,
+            &self.cluster.members,
+            self.ops,
+            retry,
+            Arc::new(socket),
+            seed,
+        )
+        .with_bug(self.bug);
+        if let Some(faults) = self.faults {
+            runtime = runtime.with_faults(faults, seed ^ 0xfa, None);
+        }
+        if let Some(sink) = self.trace {
+            runtime = smr::trace::traced(runtime, sink);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let stopped = runtime
+            .run(tokio::time::sleep_until(deadline.into()))
+            .await
+            .map_err(|error| ClientError::Socket(std::io::Error::other(error.to_string())))?;
+        let outputs = stopped
+            .state
+            .as_ref()
+            .and_then(|state| state.client())
+            .map(|client| client.outputs.clone())
+            .unwrap_or_default();
+        if outputs.len() < operations {
+            return Err(ClientError::NoAnswer {
+                answered: outputs.len(),
+                replicas: self.cluster.members.values().copied().collect(),
+            });
+        }
+        Ok(outputs)
     }
 }
 

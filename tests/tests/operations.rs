@@ -7,7 +7,10 @@ use spec::{KvOutput, Output};
 fn outputs(results: Vec<(u64, Output)>) -> Vec<KvOutput> {
     results
         .into_iter()
-        .map(|(_, Output::Kv(output))| output)
+        .map(|(slot, output)| match output {
+            Output::Kv(output) => output,
+            other => panic!("slot {slot}: a key-value operation answered {other:?}"),
+        })
         .collect()
 }
 

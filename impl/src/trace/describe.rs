@@ -32,6 +32,8 @@ pub enum NodeKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaDescription {
     pub members: Vec<u64>,
+    /// Every replica that may ever be a member (the members and the spares that may join).
+    pub replicas: Vec<u64>,
     pub window: usize,
     pub max_batch_requests: usize,
     pub max_batch_bytes: usize,
@@ -70,6 +72,7 @@ impl NodeDescription {
                 let c = &replica.config;
                 NodeKind::Replica(ReplicaDescription {
                     members: c.members.iter().copied().map(wire).collect(),
+                    replicas: c.replicas.iter().copied().map(wire).collect(),
                     window: c.limits.window,
                     max_batch_requests: c.limits.max_batch_requests,
                     max_batch_bytes: c.limits.max_batch_bytes,
@@ -116,6 +119,7 @@ impl NodeDescription {
                 // Start from the defaults and set every described field, so that a field the
                 // protocol adds keeps its default here (and the check below notices).
                 let mut config = ReplicaConfig::new(members);
+                config.replicas = r.replicas.iter().copied().map(id).collect();
                 config.limits = Limits {
                     window: r.window,
                     max_batch_requests: r.max_batch_requests,
