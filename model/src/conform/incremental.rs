@@ -14,7 +14,7 @@
 //! - durability is checked when a write is acknowledged;
 //! - quorums are majorities of the initial members (no reconfiguration).
 
-use super::replay::{Applied, Observer};
+use super::replay::{Applied, FastMap, Observer};
 use super::world::World;
 use crate::SmrModel;
 use smr::{Ballot, Msg, Node};
@@ -22,7 +22,7 @@ use spec::properties::{self, ReplicaView};
 use spec::reference::ReferenceExecution;
 use spec::{digest_of, Command, Digest, Output, RequestId, RequestNumber, Slot};
 use stateright::actor::{Command as Out, Id};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The properties checked, in report order.
 pub const PROPERTIES: &[&str] = &[
@@ -55,16 +55,16 @@ struct ReplicaSeen {
 pub struct Incremental<'m> {
     model: &'m SmrModel,
     quorum: usize,
-    proposals: HashMap<(Slot, Ballot), (Command, u64)>,
+    proposals: FastMap<(Slot, Ballot), (Command, u64)>,
     chosen: BTreeMap<Slot, Command>,
     reference: ReferenceExecution,
     /// Replies whose slot the reference has not reached yet.
     pending: BTreeMap<Slot, Vec<(RequestId, Output)>>,
     /// Every reply sent, by request: the digest of (slot, output).
-    replies: HashMap<RequestId, Digest>,
+    replies: FastMap<RequestId, Digest>,
     /// Each client's operation in flight: its number and the latest place returned before it
     /// was invoked.
-    invoked: HashMap<Id, (RequestNumber, Option<Place>)>,
+    invoked: FastMap<Id, (RequestNumber, Option<Place>)>,
     /// The latest place of an operation that has returned.
     returned: Option<Place>,
     replicas: Vec<ReplicaSeen>,
@@ -75,12 +75,12 @@ impl<'m> Incremental<'m> {
         Self {
             model,
             quorum: model.cfg.replicas / 2 + 1,
-            proposals: HashMap::new(),
+            proposals: FastMap::default(),
             chosen: BTreeMap::new(),
             reference: model.init_history.reference.clone(),
             pending: BTreeMap::new(),
-            replies: HashMap::new(),
-            invoked: HashMap::new(),
+            replies: FastMap::default(),
+            invoked: FastMap::default(),
             returned: None,
             replicas: vec![ReplicaSeen::default(); model.actors.len()],
         }

@@ -30,6 +30,37 @@ use std::collections::{BinaryHeap, HashMap};
 /// A message in flight: sender, receiver, and the digest of its content.
 pub type Envelope = (u64, u64, Digest);
 
+/// A hasher for keys made of integers that are ids and digests already: one multiply and
+/// rotate per word instead of SipHash (the maps of the replay are on its hot path, and their
+/// keys come from a trace, not from an adversary who could pick colliding ones).
+#[derive(Default, Clone, Copy)]
+pub struct Mix(u64);
+
+impl std::hash::Hasher for Mix {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0 ^ word)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        spec::digest::finalize(self.0)
+    }
+}
+
+/// Hash maps keyed by ids and digests.
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Mix>>;
+
 /// What a replayed step did, for the observers.
 pub struct Applied<'a> {
     pub id: usize,
@@ -82,11 +113,11 @@ struct Scheduler {
     cursor: Vec<usize>,
     ready: BinaryHeap<Reverse<(u64, usize)>>,
     /// Actors waiting for a message to be sent.
-    waiting: HashMap<Envelope, Vec<usize>>,
+    waiting: FastMap<Envelope, Vec<usize>>,
     /// Messages sent whose deliveries are still to come, with how many are.
-    in_flight: HashMap<Envelope, u32>,
+    in_flight: FastMap<Envelope, u32>,
     /// Deliveries to come per message, counted before the replay.
-    remaining: HashMap<Envelope, u32>,
+    remaining: FastMap<Envelope, u32>,
 }
 
 fn envelope(src: u64, dst: usize, msg: &Msg) -> Envelope {
@@ -115,9 +146,9 @@ pub fn replay(
     let mut scheduler = Scheduler {
         cursor: vec![0; events.len()],
         ready: BinaryHeap::new(),
-        waiting: HashMap::new(),
-        in_flight: HashMap::new(),
-        remaining: HashMap::new(),
+        waiting: FastMap::default(),
+        in_flight: FastMap::default(),
+        remaining: FastMap::default(),
     };
     for (dst, list) in events.iter().enumerate() {
         for event in list {
