@@ -5,7 +5,10 @@
 //! cargo run --release -p model -- check --preset NAME   # a named preset (see `presets`)
 //! cargo run --release -p model -- explore               # stateright's explorer on localhost:3000
 //! cargo run --release -p model -- conform TRACE_DIR     # replay a real run's traces
+//! cargo run --release -p model --features seeded-bugs -- bugs   # catch every seeded bug
 //! ```
+
+mod catalogue;
 
 use clap::{Args, Parser, Subcommand};
 use model::check::{self, CheckOptions, Strategy};
@@ -66,6 +69,18 @@ enum Command {
         /// the trace has at most this many steps; longer traces get the incremental checks.
         #[arg(long, default_value_t = 50_000)]
         exact_limit: u64,
+    },
+    /// Run the catalogue of seeded bugs (needs `--features seeded-bugs`): the time to each
+    /// counterexample, its length, the shortest length, and a control run without the bug.
+    Bugs {
+        /// Only these bugs (default: all).
+        names: Vec<String>,
+        /// Only the first counterexample: no search for the shortest one, no control run.
+        #[arg(long)]
+        quick: bool,
+        /// Print each counterexample and the command that reproduces it.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -183,6 +198,11 @@ impl Bounds {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bugs {
+            names,
+            quick,
+            verbose,
+        } => catalogue::main(&names, quick, verbose),
         Command::Presets => {
             for preset in PRESETS {
                 println!("{:<14} {}", preset.name, preset.about);
