@@ -62,14 +62,15 @@ pub enum Msg {
         electorate: Votes,
     },
     /// Phase 2b. `incarnation` counts the acceptor's restarts; it lets observers tell a vote
-    /// cast after a recovery from one cast before. `executed` is how far the acceptor has
-    /// executed: it lets observers check that only a replica whose state makes it a member
-    /// votes (a joiner votes only once it holds the state that includes it).
+    /// cast after a recovery from one cast before. `epoch` and `pending` name the configuration
+    /// the acceptor's state holds: they let observers check that only a replica whose state
+    /// makes it a member votes (a joiner only once it holds the state that includes it).
     Accepted {
         ballot: Ballot,
         slot: Slot,
         incarnation: u32,
-        executed: Slot,
+        epoch: u64,
+        pending: bool,
     },
 
     // --- Learning decisions. ---

@@ -166,11 +166,24 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
-        name: "quit-leader",
-        about: "the leader (replica 0) quits during client traffic (a put); a member of the new configuration is elected and decides; 1 crash",
+        name: "join-election",
+        about: "the spare replica 3 joins with a leader change at any time (Raft's 2015 single-server change bug needs one); the joiner votes on the next checkpoint (every 2 slots); 1 crash",
         config: || ModelConfig {
-            clients: 1,
-            operations: 1,
+            clients: 0,
+            operations: 0,
+            spares: 1,
+            checkpoint_interval: Some(2),
+            changes: vec![Change::Join(Id::from(3))],
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "quit-leader",
+        about: "the leader (replica 0) quits; a member of the new configuration is elected and decides the next checkpoint (every 2 slots); 1 crash, 1 election",
+        config: || ModelConfig {
+            clients: 0,
+            operations: 0,
+            checkpoint_interval: Some(2),
             changes: vec![Change::Quit(Id::from(0))],
             ..ModelConfig::default()
         },

@@ -223,16 +223,18 @@ impl History {
                 ballot,
                 slot,
                 incarnation,
-                executed,
+                epoch,
+                pending,
             } => {
                 let proposal = history.proposals.get(&(*slot, *ballot))?;
                 let voter = 1u64 << usize::from(env.src);
-                // The voter executed the slots below `executed`, so they were chosen and the
-                // reference knows the configuration its state holds.
+                // The configuration the voter's state holds came from executing chosen slots,
+                // so the reference went through it.
                 let member = history
                     .reference
-                    .configuration_after(*executed)
-                    .is_some_and(|c| c.includes(env.src));
+                    .configurations()
+                    .iter()
+                    .any(|(_, c)| c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(env.src));
                 let violation = !member && history.vote_violation.is_none();
                 if proposal.voters & voter != 0 && !violation {
                     return None;
@@ -241,8 +243,9 @@ impl History {
                 if violation {
                     next.vote_violation = Some(
                         format!(
-                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (after {executed} slots) does not make it a member",
-                            usize::from(env.src)
+                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (epoch {epoch}{}) does not make it a member",
+                            usize::from(env.src),
+                            if *pending { " with a change pending" } else { "" }
                         )
                         .into(),
                     );

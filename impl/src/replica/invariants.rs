@@ -36,6 +36,18 @@ impl Replica {
             }
             Role::Leader(leadership) => {
                 assert_eq!(promised.leader, id, "a leader leads in its own ballot");
+                // The α-window: nothing is proposed whose configuration is not known yet.
+                let alpha = state.service.configuration.alpha;
+                assert!(
+                    leadership.next_slot <= state.executed + alpha,
+                    "replica {id:?} proposed up to slot {} but executed only {} (alpha {alpha})",
+                    leadership.next_slot,
+                    state.executed
+                );
+                assert!(
+                    state.service.configuration.includes(id),
+                    "replica {id:?} leads without being a member"
+                );
                 assert_eq!(state.leader, Some(id));
                 assert!(leadership.queue.len() <= self.config.limits.max_queue);
                 for (slot, proposal) in &leadership.proposals {
@@ -44,6 +56,14 @@ impl Replica {
                         "replica {id:?} still proposes decided or future slot {slot}"
                     );
                     assert!(proposal.votes.contains(id));
+                    if *slot >= state.executed {
+                        let members = state.service.configuration.members_at(*slot);
+                        assert_eq!(
+                            proposal.electorate,
+                            super::Votes::from_ids(members),
+                            "replica {id:?} counts slot {slot} in a configuration not its own"
+                        );
+                    }
                     let own = state.durable.accepted.get(slot);
                     assert!(
                         own.is_some_and(|a| a.ballot == promised && a.command == proposal.command),

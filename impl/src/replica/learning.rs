@@ -71,6 +71,27 @@ impl Replica {
             },
         );
         self.set_heartbeat_timer(fx);
+        // Messages get lost: members whose promise the leader still needs are asked again,
+        // and a joiner that has not promised yet gets the start of the state again (a stale
+        // copy is ignored by one that already installed it).
+        if let Some(leadership) = state.leadership() {
+            let configuration = &state.service.configuration;
+            for member in self.audience(id, state) {
+                if leadership.promised_by.contains(member) {
+                    continue;
+                }
+                if !configuration.contains(member) {
+                    self.send_snapshot_chunk(state, member, 0, fx);
+                }
+                fx.send(
+                    member,
+                    Msg::Prepare {
+                        ballot: state.ballot(),
+                        from: state.executed,
+                    },
+                );
+            }
+        }
     }
 
     /// Arms the heartbeat timer, if this cluster uses heartbeats.

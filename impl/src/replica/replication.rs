@@ -290,7 +290,8 @@ impl Replica {
                     ballot,
                     slot,
                     incarnation: state.durable.incarnation,
-                    executed: state.executed,
+                    epoch: state.service.configuration.epoch,
+                    pending: state.service.configuration.pending.is_some(),
                 },
             );
         }

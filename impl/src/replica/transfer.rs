@@ -132,7 +132,7 @@ impl Replica {
         let transfer = state.transfer.take().expect("present above");
         match decode_snapshot(&transfer.bytes) {
             Ok(service) if service.digest() == digest => {
-                self.install(id, state, slot, service, fx);
+                self.install(id, state, src, slot, service, fx);
             }
             // Refused: damaged in transit or inconsistent. A later catch-up starts over.
             _ => {}
@@ -140,7 +140,16 @@ impl Replica {
     }
 
     /// Installs a verified snapshot of the state after the slots below `slot`.
-    fn install(&self, id: Id, state: &mut ReplicaState, slot: Slot, service: ServiceState, fx: &mut Effects) {
+    fn install(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        src: Id,
+        slot: Slot,
+        service: ServiceState,
+        fx: &mut Effects,
+    ) {
+        let joined = !self.participates(id, state) && service.configuration.includes(id);
         let checkpoint = Checkpoint {
             slot,
             digest: service.digest(),
@@ -155,5 +164,12 @@ impl Replica {
         fx.persist();
         // Decisions learned while the transfer ran follow the snapshot.
         self.execute(id, state, fx);
+        if joined {
+            // A joiner now holds a state that includes it: it gets the log suffix from the
+            // leader that pushed the state (which then asks it for its promise again, in case
+            // the first Prepare arrived before the state did). Its election timer starts with
+            // the first Accept or heartbeat of the leader, as every follower's does.
+            fx.send(src, Msg::CatchUp { from: state.executed });
+        }
     }
 }
