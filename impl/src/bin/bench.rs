@@ -78,6 +78,9 @@ struct Arguments {
     /// Requests per batch at most.
     #[arg(long)]
     max_batch_requests: Option<usize>,
+    /// Slots between checkpoints (the log is truncated at each stable checkpoint).
+    #[arg(long)]
+    checkpoint_interval: Option<u64>,
     /// Record a trace of every step of every replica and client into this directory, for
     /// `cargo run --release -p model -- conform DIR`.
     #[arg(long)]
@@ -122,6 +125,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(requests) = arguments.max_batch_requests {
         config.push_str(&format!("max_batch_requests = {requests}\n"));
+    }
+    if let Some(interval) = arguments.checkpoint_interval {
+        config.push_str(&format!("checkpoint_interval = {interval}\n"));
     }
     let cluster = Cluster::parse(&config)?;
     let inline_commit = arguments.inline_commit;

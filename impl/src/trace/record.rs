@@ -146,8 +146,11 @@ pub fn decode_frame<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<(T, us
     if crc32fast::hash(payload) != crc {
         return Err(FrameError::Corrupt("frame checksum mismatch".into()));
     }
-    let record = postcard::from_bytes(payload)
-        .map_err(|error| FrameError::Corrupt(format!("record does not decode: {error}")))?;
+    let record = postcard::from_bytes(payload).map_err(|error| {
+        FrameError::Corrupt(format!(
+            "record does not decode (written by another build?): {error}"
+        ))
+    })?;
     Ok((record, 8 + length))
 }
 
