@@ -117,10 +117,12 @@ impl NodeDescription {
                 let members: Vec<Id> = r.members.iter().copied().map(id).collect();
                 ReplicaConfig::check_members(&members)?;
                 // Start from the defaults and set every described field, so that a field the
-                // protocol adds keeps its default here (and the check below notices).
+                // protocol adds keeps its default here (and the check below notices). The struct
+                // update below has no effect today, and is there for the same reason.
                 let mut config = ReplicaConfig::new(members);
                 config.replicas = r.replicas.iter().copied().map(id).collect();
-                config.limits = Limits {
+                #[allow(clippy::needless_update)]
+                let limits = Limits {
                     window: r.window,
                     max_batch_requests: r.max_batch_requests,
                     max_batch_bytes: r.max_batch_bytes,
@@ -131,6 +133,7 @@ impl NodeDescription {
                     max_pending_checkpoints: r.max_pending_checkpoints,
                     ..config.limits
                 };
+                config.limits = limits;
                 config.election_timeout = r.election_timeout.clone();
                 config.heartbeat_interval = r.heartbeat_interval.clone();
                 config.checkpoint_interval = r.checkpoint_interval;

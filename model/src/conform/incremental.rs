@@ -184,10 +184,13 @@ impl<'m> Incremental<'m> {
                     self.choose(*slot, command, found);
                 }
             }
-            Msg::Request(request) if request.client == src => {
-                if self.invoked.get(&src).map(|(number, _)| *number) != Some(request.number) {
-                    self.invoked.insert(src, (request.number, self.returned));
-                }
+            // The client's own send (not a follower's forward), and not a retry.
+            Msg::Request(request)
+                if request.client == src
+                    && self.invoked.get(&src).map(|(number, _)| *number)
+                        != Some(request.number) =>
+            {
+                self.invoked.insert(src, (request.number, self.returned));
             }
             Msg::Reply {
                 number,
