@@ -69,6 +69,9 @@ enum Command {
         /// the trace has at most this many steps; longer traces get the incremental checks.
         #[arg(long, default_value_t = 50_000)]
         exact_limit: u64,
+        /// ... and the clients submit at most this many operations in all.
+        #[arg(long, default_value_t = 500)]
+        exact_operations: usize,
     },
     /// Run the catalogue of seeded bugs (needs `--features seeded-bugs`): the time to each
     /// counterexample, its length, the shortest length, and a control run without the bug.
@@ -264,8 +267,12 @@ fn main() -> ExitCode {
         Command::Conform {
             trace_dir,
             exact_limit,
+            exact_operations,
         } => {
-            let options = model::conform::Options { exact_limit };
+            let options = model::conform::Options {
+                exact_limit,
+                exact_operations,
+            };
             match model::conform::run(&trace_dir, &options) {
                 Ok(report) => {
                     let _ = report.print(&mut std::io::stdout());

@@ -35,14 +35,20 @@ pub use report::Report;
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Evaluate the model's own properties on a full model state after every step (exact, but
-    /// its cost grows with the trace) when the trace has at most this many steps.
+    /// its cost grows with the trace) when the trace has at most this many steps...
     pub exact_limit: u64,
+    /// ... and its clients submit at most this many operations in all: stateright's
+    /// linearizability tester searches the whole client history again on every invocation and
+    /// return, which is quick for the few hundred operations of a test and hopeless for a
+    /// benchmark's hundreds of thousands.
+    pub exact_operations: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             exact_limit: 50_000,
+            exact_operations: 500,
         }
     }
 }
@@ -100,7 +106,16 @@ pub fn run(dir: &Path, options: &Options) -> Result<Report, String> {
         .map(|node| node.clone().unwrap_or_else(idle))
         .collect();
     let model = conform_model(actors, replicas);
-    let exact = loaded.recorded_steps <= options.exact_limit;
+    let operations: usize = loaded
+        .actors
+        .iter()
+        .map(|node| match node {
+            Some(Node::Client(client)) => client.ops.len(),
+            _ => 0,
+        })
+        .sum();
+    let exact =
+        loaded.recorded_steps <= options.exact_limit && operations <= options.exact_operations;
     let mut report = Report {
         dir: dir.to_path_buf(),
         files: loaded.files,
