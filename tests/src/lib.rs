@@ -186,6 +186,30 @@ impl TestCluster {
             .expect("replica ran without a fatal error")
     }
 
+    /// Crashes replica `id` as `kill -9` would: its task is dropped wherever it is waiting,
+    /// without flushing or sending anything more (a commit already handed to the disk thread
+    /// still completes, as the kernel would complete a write the process had issued).
+    pub async fn crash(&mut self, id: usize) {
+        let running = self.running.remove(&id).expect("replica is running");
+        running.task.abort();
+        let _ = running.task.await;
+    }
+
+    /// Restarts replica `id` after a crash, waiting for the data directory's lock: a commit
+    /// the crashed runtime had handed to the disk thread still holds it until it completes.
+    pub async fn restart_after_crash(&mut self, id: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.start_replica(id).await {
+                Ok(()) => return,
+                Err(error) if error.what.contains("in use") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(error) => panic!("replica {id} does not restart: {error}"),
+            }
+        }
+    }
+
     /// Runs `ops` as one fresh client, with a deadline of 20 s.
     pub async fn run(&self, ops: Vec<KvOp>) -> Result<Vec<(Slot, Output)>, ClientError> {
         if !self.options.trace && self.options.client_faults.is_none() && self.options.bug.is_none()

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 /// early is always safe, and it bounds the memory a busy process spends on its trace.
 pub const MAX_TRACE_BUFFER_BYTES: usize = 1 << 20;
 
-/// A trace file with its write buffer.
+/// A trace file with its write buffer. Dropping it does not write the buffer out: the
+/// runtime flushes when it stops, and a runtime that dies without stopping loses what it had
+/// not flushed, as a killed process does.
 #[derive(Debug)]
 pub struct TraceSink {
     path: PathBuf,
@@ -93,11 +95,5 @@ impl TraceSink {
                 Err(error)
             }
         }
-    }
-}
-
-impl Drop for TraceSink {
-    fn drop(&mut self) {
-        let _ = self.flush();
     }
 }
