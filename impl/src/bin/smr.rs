@@ -7,6 +7,8 @@
 //! smr --config cluster.toml cas --absent counter 1
 //! smr --config cluster.toml delete greeting
 //! smr --config cluster.toml status
+//! smr --config cluster.toml join 3      # a spare replica joins the configuration
+//! smr --config cluster.toml quit 0      # a member leaves it
 //! ```
 
 use clap::{Parser, Subcommand};
@@ -15,7 +17,8 @@ use smr::deploy::status::StatusAnswer;
 use smr::deploy::{query_status, run_operations, ClientOptions, Cluster};
 use smr::runtime::peers::wire_id;
 use smr::runtime::{SplitMix64, FIRST_CLIENT_ID};
-use spec::{KvOp, KvOutput, Operation, Output};
+use spec::{Change, ChangeOutput, KvOp, KvOutput, Operation, Output};
+use stateright::actor::Id;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -56,6 +59,11 @@ enum Action {
         #[arg(num_args = 1..=2, required = true)]
         values: Vec<String>,
     },
+    /// Administrators: adds replica ID (a spare of the configuration file, running) to the
+    /// configuration, through the log.
+    Join { id: u64 },
+    /// Administrators: removes replica ID from the configuration, through the log.
+    Quit { id: u64 },
     /// Shows each replica's role, ballot, leader, configuration, slots decided and executed,
     /// latest checkpoint and dropped-datagram counters.
     Status,
@@ -98,14 +106,17 @@ fn main() -> ExitCode {
 
 async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_millis(arguments.timeout_ms);
+    let replica = |id: u64| -> Result<Id, Box<dyn std::error::Error>> { Ok(cluster.member(id)?) };
     let op = match arguments.command {
         Action::Status => return status(&cluster, deadline).await,
-        Action::Put { key, value } => KvOp::Put {
+        Action::Join { id } => Operation::Reconfigure(Change::Join(replica(id)?)),
+        Action::Quit { id } => Operation::Reconfigure(Change::Quit(replica(id)?)),
+        Action::Put { key, value } => Operation::Kv(KvOp::Put {
             key: key.into(),
             value: value.into(),
-        },
-        Action::Get { key } => KvOp::Get { key: key.into() },
-        Action::Delete { key } => KvOp::Delete { key: key.into() },
+        }),
+        Action::Get { key } => Operation::Kv(KvOp::Get { key: key.into() }),
+        Action::Delete { key } => Operation::Kv(KvOp::Delete { key: key.into() }),
         Action::Cas {
             absent,
             key,
@@ -120,11 +131,11 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
                 (true, _) => return Err("cas --absent takes KEY NEW".into()),
                 (false, _) => return Err("cas takes KEY EXPECTED NEW (or --absent KEY NEW)".into()),
             };
-            KvOp::Cas {
+            Operation::Kv(KvOp::Cas {
                 key: key.into(),
                 expected,
                 new: new.into(),
-            }
+            })
         }
     };
     let retry = Duration::from_millis(arguments.retry_ms.max(1));
@@ -132,16 +143,29 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
         deadline,
         retry_timeout: retry..retry + retry / 2,
     };
-    let outputs = run_operations(
-        cluster.id,
-        &cluster.members,
-        vec![Operation::Kv(op)],
-        options,
-    )
-    .await?;
+    let outputs = run_operations(cluster.id, &cluster.members, vec![op], options).await?;
     for (slot, output) in outputs {
-        let Output::Kv(output) = output else {
-            return Err(format!("unexpected answer to a key-value operation: {output:?}").into());
+        let output = match output {
+            Output::Kv(output) => output,
+            Output::Reconfigure(ChangeOutput::Accepted {
+                epoch,
+                members,
+                from,
+            }) => {
+                let members: Vec<String> = members
+                    .iter()
+                    .map(|id| usize::from(*id).to_string())
+                    .collect();
+                println!(
+                    "configuration {epoch}: members [{}], deciding the slots from {from} on",
+                    members.join(", ")
+                );
+                tracing::info!(slot, "applied");
+                continue;
+            }
+            Output::Reconfigure(ChangeOutput::Refused(why)) => {
+                return Err(format!("refused: {why}").into());
+            }
         };
         let text = match output {
             KvOutput::Value(Some(value)) => value.to_string(),

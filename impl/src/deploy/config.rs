@@ -7,6 +7,11 @@
 //! id = 0                       # logical ids: 0, 1, 2, ... (replica 0 leads a new cluster)
 //! address = "127.0.0.1:7000"   # where the others send to it
 //!
+//! [[replica]]                  # a spare: not in the first configuration, it takes part
+//! id = 3                       # once an administrator's JOIN (`smr join 3`) is decided
+//! address = "127.0.0.1:7003"
+//! spare = true
+//!
 //! [timing]                     # optional
 //! election_timeout_ms = [300, 600]
 //! heartbeat_interval_ms = 50
@@ -75,6 +80,8 @@ struct File {
 struct Member {
     id: u64,
     address: String,
+    #[serde(default)]
+    spare: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,8 +109,10 @@ pub struct Cluster {
     pub name: String,
     /// The id on the wire: the stable digest of the name.
     pub id: u64,
-    /// Replica ids and addresses.
+    /// Every replica's id and address: the first configuration's members and the spares.
     pub members: BTreeMap<Id, SocketAddr>,
+    /// The spares: replicas that take part only once a JOIN has added them.
+    pub spares: Vec<Id>,
     /// The protocol configuration every replica of the cluster uses.
     pub replica: ReplicaConfig,
 }
@@ -130,6 +139,7 @@ impl Cluster {
             ));
         }
         let mut members = BTreeMap::new();
+        let mut spares = Vec::new();
         let mut seen_addresses = BTreeMap::new();
         for member in &file.replica {
             let address: SocketAddr = member.address.parse().map_err(|e| {
@@ -159,10 +169,24 @@ impl Cluster {
                     member.id
                 )));
             }
+            if member.spare {
+                spares.push(id);
+            }
         }
-        let ids: Vec<Id> = members.keys().copied().collect();
-        ReplicaConfig::check_members(&ids).map_err(ConfigError)?;
-        let mut replica = ReplicaConfig::new(ids);
+        let every: Vec<Id> = members.keys().copied().collect();
+        ReplicaConfig::check_members(&every).map_err(ConfigError)?;
+        let first: Vec<Id> = every
+            .iter()
+            .copied()
+            .filter(|id| !spares.contains(id))
+            .collect();
+        if first.is_empty() {
+            return Err(ConfigError(
+                "every replica is a spare: the first configuration needs members".into(),
+            ));
+        }
+        let mut replica = ReplicaConfig::new(first);
+        replica.replicas = every;
         replica.limits.window = DEPLOYED_WINDOW;
         replica.checkpoint_interval = Some(DEPLOYED_CHECKPOINT_INTERVAL);
         apply_timing(&file.timing, &mut replica)?;
@@ -174,6 +198,7 @@ impl Cluster {
             id: spec::digest_of(file.cluster.as_str()),
             name: file.cluster,
             members,
+            spares,
             replica,
         })
     }
@@ -318,5 +343,15 @@ mod tests {
         assert!(error(&unknown).contains("unknown field"));
         let slow_heartbeat = format!("{good}\n[timing]\nheartbeat_interval_ms = 900\n");
         assert!(error(&slow_heartbeat).contains("shorter than the election timeout"));
+        let spare =
+            format!("{good}[[replica]]\nid = 3\naddress = \"127.0.0.1:9999\"\nspare = true\n");
+        let with_spare = Cluster::parse(&spare).unwrap();
+        assert_eq!(with_spare.members.len(), 4);
+        assert_eq!(with_spare.spares, vec![Id::from(3)]);
+        assert_eq!(with_spare.replica.members.len(), 3);
+        assert_eq!(with_spare.replica.replicas.len(), 4);
+        let all_spares =
+            "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\nspare = true\n";
+        assert!(error(all_spares).contains("every replica is a spare"));
     }
 }
