@@ -44,6 +44,9 @@ pub struct ClusterOptions {
     pub client_faults: Option<NetworkFaults>,
     /// A seeded runtime bug in every replica and client (needs `smr/runtime-bugs`).
     pub bug: Option<RuntimeBug>,
+    /// Spare replicas (ids after the members), running but outside the configuration until a
+    /// JOIN adds them.
+    pub spares: usize,
 }
 
 /// A local cluster for tests.
@@ -73,13 +76,15 @@ impl TestCluster {
             "cluster = \"e2e-{}\"\n[timing]\nelection_timeout_ms = [150, 300]\nheartbeat_interval_ms = 30\n",
             std::process::id() as u64 * 1000 + u64::from(rand_u16())
         );
-        let probes: Vec<std::net::UdpSocket> = (0..n)
+        let total = n + options.spares;
+        let probes: Vec<std::net::UdpSocket> = (0..total)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
             .collect();
         for (id, probe) in probes.iter().enumerate() {
             text.push_str(&format!(
-                "[[replica]]\nid = {id}\naddress = \"{}\"\n",
-                probe.local_addr().unwrap()
+                "[[replica]]\nid = {id}\naddress = \"{}\"\nspare = {}\n",
+                probe.local_addr().unwrap(),
+                id >= n
             ));
         }
         drop(probes);
@@ -88,11 +93,11 @@ impl TestCluster {
             cluster,
             data: tempfile::tempdir().expect("a temporary directory"),
             running: BTreeMap::new(),
-            partitions: (0..n).map(|id| (id, Partition::default())).collect(),
+            partitions: (0..total).map(|id| (id, Partition::default())).collect(),
             options,
             next_client: Arc::new(AtomicU64::new(FIRST_LOGICAL_CLIENT_ID)),
         };
-        for id in 0..n {
+        for id in 0..total {
             test.start_replica(id).await.expect("replica starts");
         }
         test
@@ -217,6 +222,13 @@ impl TestCluster {
             return run_client(self.cluster.clone(), ops).await;
         }
         self.client(ops).run().await
+    }
+
+    /// An administrator's client that submits `changes` (JOIN and QUIT) one after the other.
+    pub fn admin(&self, changes: Vec<spec::Change>) -> TestClient {
+        let mut client = self.client(Vec::new());
+        client.ops = changes.into_iter().map(Operation::Reconfigure).collect();
+        client
     }
 
     /// A client for `ops` with the next logical id, traced and faulty as the cluster is; run it

@@ -155,3 +155,49 @@ async fn crashes_in_the_middle_of_traffic_conform() {
     let report = cluster.conform();
     assert_eq!(report.crashes, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_and_quit_under_load_conform() {
+    // A spare joins while clients write, then the first leader quits; the run is replayed with
+    // the model's reconfiguration properties.
+    let options = ClusterOptions {
+        spares: 1,
+        ..traced()
+    };
+    let cluster = TestCluster::start_with(3, options).await;
+    let writers = {
+        let mut tasks = Vec::new();
+        for c in 0..2 {
+            let ops = (0..25)
+                .map(|n| put(&format!("reconfigure-{c}-{}", n % 5), &n.to_string()))
+                .collect();
+            tasks.push(tokio::spawn(cluster.client(ops).run()));
+        }
+        tasks
+    };
+    let changes = vec![
+        spec::Change::Join(Id::from(3)),
+        spec::Change::Quit(Id::from(0)),
+    ];
+    let answers = cluster
+        .admin(changes)
+        .run()
+        .await
+        .expect("both changes are decided");
+    for (slot, answer) in &answers {
+        assert!(
+            matches!(
+                answer,
+                Output::Reconfigure(spec::ChangeOutput::Accepted { .. })
+            ),
+            "slot {slot}: {answer:?}"
+        );
+    }
+    for task in writers {
+        task.await
+            .unwrap()
+            .expect("the writers are answered throughout");
+    }
+    load(&cluster, 1, 3, "after").await;
+    cluster.conform();
+}

@@ -54,12 +54,23 @@ impl Default for Options {
 }
 
 /// The model a trace is replayed through: `actors` as the processes ran them (an id nobody
-/// ran is a client with nothing to do), the model's properties for `replicas` replicas, the
-/// most permissive network, no boundary.
-pub fn conform_model(actors: Vec<Node>, replicas: usize) -> SmrModel {
-    let cfg = ModelConfig {
-        replicas,
-        ..ModelConfig::default()
+/// ran is a client with nothing to do), the model's properties for their cluster, the most
+/// permissive network, no boundary.
+pub fn conform_model(actors: Vec<Node>) -> SmrModel {
+    // The model's history starts from the first configuration: its members (ids 0..n), the
+    // spares after them, and the leader's window (the configuration's alpha).
+    let replica = actors.iter().find_map(|node| match node {
+        Node::Replica(replica) => Some(&replica.config),
+        Node::Client(_) => None,
+    });
+    let cfg = match replica {
+        Some(config) => ModelConfig {
+            replicas: config.members.len(),
+            spares: config.replicas.len().saturating_sub(config.members.len()),
+            window: config.limits.window,
+            ..ModelConfig::default()
+        },
+        None => ModelConfig::default(),
     };
     // The same properties the checker uses, taken from the model it builds.
     let properties = crate::build(&cfg).properties;
@@ -105,7 +116,7 @@ pub fn run(dir: &Path, options: &Options) -> Result<Report, String> {
         .iter()
         .map(|node| node.clone().unwrap_or_else(idle))
         .collect();
-    let model = conform_model(actors, replicas);
+    let model = conform_model(actors);
     let operations: usize = loaded
         .actors
         .iter()
