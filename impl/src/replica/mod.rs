@@ -141,8 +141,12 @@ impl Replica {
             digest: 0,
         };
         fx.persist();
-        if !fresh {
-            // Ask a peer for what was decided while this replica was down.
+        if !fresh && self.config.checkpoint_interval.is_some() {
+            // Ask a peer at once for what was decided while this replica was down: its peers
+            // may have truncated it, and then only a snapshot brings it back. Without
+            // checkpoints nothing is truncated, and the leader's next heartbeat shows the gap
+            // (see `learning`); not asking at once then keeps the model's state space to a
+            // third (the `checkpoint` preset explores the immediate catch-up).
             if let Some(peer) = self.audience(id, &state).first() {
                 fx.send(*peer, Msg::CatchUp { from: executed });
             }
