@@ -3,8 +3,9 @@
 //! Each round takes every input that is ready now (the datagrams waiting in the socket, the
 //! timers that are due), runs their steps one by one, and collects their outputs as one
 //! *group*. If a step of the group saved storage, the group's latest storage is made durable
-//! with one write and one fsync, and only then are the group's messages sent. While that fsync
-//! runs (on a blocking thread), the loop keeps receiving and stepping the next group; the next
+//! with one write and one fsync, and only then are the group's messages sent (by the blocking
+//! thread that ran the fsync, the moment it returns). While that fsync
+//! runs, the loop keeps receiving and stepping the next group; the next
 //! group's messages wait for their own fsync, which starts after the previous one finished, so
 //! messages still leave strictly after everything saved before them. This is group commit as
 //! in database logs (DeWitt et al., "Implementation techniques for main memory database
@@ -116,7 +117,34 @@ impl<A: Actor> Group<A> {
     }
 }
 
-type CommitJob<S> = JoinHandle<Result<DurableStore<S>, StorageError>>;
+/// What a commit job hands back: the store, and how the sending of the group went.
+struct Committed<S: Durable> {
+    store: DurableStore<S>,
+    sent: u64,
+    errors: u64,
+    /// Datagrams the socket had no room for right away; the loop sends them.
+    unsent: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+type CommitJob<S> = JoinHandle<Result<Committed<S>, StorageError>>;
+
+/// Sends prepared datagrams without waiting (from the commit job's thread).
+fn send_now(
+    socket: &UdpSocket,
+    datagrams: Vec<(SocketAddr, Vec<u8>)>,
+) -> (u64, u64, Vec<(SocketAddr, Vec<u8>)>) {
+    let (mut sent, mut errors, mut unsent) = (0, 0, Vec::new());
+    for (address, datagram) in datagrams {
+        match socket.try_send_to(&datagram, address) {
+            Ok(_) => sent += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                unsent.push((address, datagram))
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (sent, errors, unsent)
+}
 
 /// One actor on one UDP socket.
 pub struct Runtime<A: Stepper>
@@ -254,8 +282,6 @@ where
         }];
         let mut held: Vec<(Instant, Input<A>)> = Vec::new();
         let mut staged = Group::<A>::default();
-        // The messages waiting for the commit in flight.
-        let mut committing: Vec<(Id, A::Msg)> = Vec::new();
         let mut in_flight: Option<CommitJob<A::Storage>> = None;
         // The last step of the group whose commit is in flight.
         let mut committing_through = 0;
@@ -298,14 +324,27 @@ where
                         self.core
                             .observe_commit(&latest)
                             .map_err(RuntimeError::Trace)?;
-                        committing = std::mem::take(&mut staged.messages);
+                        let mut messages = std::mem::take(&mut staged.messages);
                         committing_through = through;
                         if RuntimeBug::active(self.bug, RuntimeBug::SendBeforeDurable) {
-                            let messages = std::mem::take(&mut committing);
-                            self.release(through, messages, &mut encode_buffer).await?;
+                            let early = std::mem::take(&mut messages);
+                            self.release(through, early, &mut encode_buffer).await?;
                         }
+                        // The job sends the group's datagrams itself as soon as the fsync
+                        // returns: the messages leave without waiting for this loop to wake
+                        // up and take the job's result (a thread hand-off less on every
+                        // request's critical path). The loop records the release afterwards.
+                        let datagrams = self.prepare(messages, &mut encode_buffer);
+                        let socket = self.socket.clone();
                         in_flight = Some(tokio::task::spawn_blocking(move || {
-                            store.commit(latest).map(|()| store)
+                            store.commit(latest)?;
+                            let (sent, errors, unsent) = send_now(&socket, datagrams);
+                            Ok(Committed {
+                                store,
+                                sent,
+                                errors,
+                                unsent,
+                            })
                         }));
                     }
                     (_, store) => {
@@ -331,21 +370,27 @@ where
                 biased;
                 () = &mut shutdown => {
                     if let Some(job) = in_flight.take() {
-                        // Let the write finish so a restart finds settled files; its messages
-                        // are dropped, as in a crash.
+                        // Let the write finish so a restart finds settled files (the job then
+                        // sends its group, which is durable: as if the crash came just after).
                         let _ = job.await;
                     }
                     break;
                 }
                 finished = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                     in_flight = None;
-                    let store = finished
+                    let committed = finished
                         .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
                         .map_err(RuntimeError::Storage)?;
-                    self.store = Some(store);
+                    self.store = Some(committed.store);
+                    self.counters.sent += committed.sent;
+                    self.counters.send_errors += committed.errors;
                     self.core.observe_durable(committing_through);
-                    let messages = std::mem::take(&mut committing);
-                    self.release(committing_through, messages, &mut encode_buffer).await?;
+                    self.core
+                        .observe_release(committing_through)
+                        .map_err(RuntimeError::Trace)?;
+                    for (address, datagram) in committed.unsent {
+                        self.send_datagram(&datagram, address).await;
+                    }
                 }
                 received = socket.recv_from(&mut buffer) => {
                     let (length, from) = received.map_err(RuntimeError::Socket)?;
@@ -615,7 +660,20 @@ where
     }
 
     async fn send_all(&mut self, messages: Vec<(Id, A::Msg)>, buffer: &mut Vec<u8>) {
+        for (address, datagram) in self.prepare(messages, buffer) {
+            self.send_datagram(&datagram, address).await;
+        }
+    }
+
+    /// Turns messages into the datagrams to send now: routes and encodes them (counting what
+    /// cannot be), and applies injected faults (a delayed datagram is kept for later).
+    fn prepare(
+        &mut self,
+        messages: Vec<(Id, A::Msg)>,
+        buffer: &mut Vec<u8>,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
         let sender = wire_id(self.core.id());
+        let mut datagrams = Vec::with_capacity(messages.len());
         for (dst, msg) in messages {
             let Some(address) = self.book.address_of(dst) else {
                 self.counters.unroutable += 1;
@@ -638,11 +696,11 @@ where
                 None => Fate::Send,
             };
             match fate {
-                Fate::Send => self.send_datagram(buffer, address).await,
+                Fate::Send => datagrams.push((address, buffer.clone())),
                 Fate::Drop => {}
                 Fate::Duplicate => {
-                    self.send_datagram(buffer, address).await;
-                    self.send_datagram(buffer, address).await;
+                    datagrams.push((address, buffer.clone()));
+                    datagrams.push((address, buffer.clone()));
                 }
                 Fate::Delay(delay) if self.delayed.len() < MAX_DELAYED_DATAGRAMS => {
                     self.delayed
@@ -651,6 +709,7 @@ where
                 Fate::Delay(_) => {}
             }
         }
+        datagrams
     }
 }
 
