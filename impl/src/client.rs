@@ -6,9 +6,9 @@
 
 use crate::message::Msg;
 use crate::node::{Node, Timer};
+use spec::digest::{digest_of, Digest};
 use spec::{Operation, Output, Request, RequestNumber, Slot};
 use stateright::actor::{Id, Out};
-use spec::digest::{digest_of, Digest};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::ops::Range;
@@ -80,7 +80,9 @@ impl Client {
 
     /// The request this client sends with number `number`, if it has one.
     pub fn request(&self, id: Id, number: RequestNumber) -> Option<Request> {
-        let op = self.ops.get(usize::try_from(number).ok()?.checked_sub(1)?)?;
+        let op = self
+            .ops
+            .get(usize::try_from(number).ok()?.checked_sub(1)?)?;
         Some(Request {
             client: id,
             number,

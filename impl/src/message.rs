@@ -128,6 +128,11 @@ impl SizeBound for Request {
 impl SizeBound for Command {
     fn size_bound(&self) -> usize {
         const FIXED: usize = 16;
-        FIXED + self.requests().iter().map(SizeBound::size_bound).sum::<usize>()
+        FIXED
+            + self
+                .requests()
+                .iter()
+                .map(SizeBound::size_bound)
+                .sum::<usize>()
     }
 }

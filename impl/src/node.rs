@@ -10,7 +10,9 @@ use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
 
 /// Timers of replicas and clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Timer {
     /// A follower or candidate heard from no leader for too long: start Phase 1.
     Election,
@@ -28,6 +30,9 @@ pub enum Node {
 }
 
 /// The state of a replica or a client.
+// Boxing the replica state would add an allocation to every actor step; the model keeps each
+// actor's state behind an `Arc` already, so the size difference costs nothing there.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum NodeState {
     Replica(ReplicaState),

@@ -152,12 +152,12 @@ pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write
     let timed_out = options.timeout.is_some_and(|t| elapsed >= t);
     let discoveries = checker.discoveries();
     let model = checker.model();
-    let any_violation = model.properties().iter().any(|p| {
-        p.expectation != Expectation::Sometimes && discoveries.contains_key(p.name)
-    });
-    let exhaustive = !timed_out
-        && !any_violation
-        && !matches!(options.strategy, Strategy::Simulation { .. });
+    let any_violation = model
+        .properties()
+        .iter()
+        .any(|p| p.expectation != Expectation::Sometimes && discoveries.contains_key(p.name));
+    let exhaustive =
+        !timed_out && !any_violation && !matches!(options.strategy, Strategy::Simulation { .. });
 
     let verdicts = model
         .properties()
@@ -243,7 +243,9 @@ pub fn print_report(
         };
         let text = match &verdict.outcome {
             Outcome::Holds => "holds in every reachable state".to_string(),
-            Outcome::NotRefuted => "no violation in the states explored (not exhaustive)".to_string(),
+            Outcome::NotRefuted => {
+                "no violation in the states explored (not exhaustive)".to_string()
+            }
             Outcome::Violated { explanation, .. } => format!("VIOLATED: {explanation}"),
             Outcome::Found { depth, .. } => format!("example found ({depth} steps)"),
             Outcome::Missing => "NO EXAMPLE: the model never shows this".to_string(),
@@ -258,7 +260,12 @@ pub fn print_report(
         } = &verdict.outcome
         {
             writeln!(out)?;
-            writeln!(out, "Counterexample for \"{}\" ({} steps):", verdict.name, actions.len())?;
+            writeln!(
+                out,
+                "Counterexample for \"{}\" ({} steps):",
+                verdict.name,
+                actions.len()
+            )?;
             for (i, action) in actions.iter().enumerate() {
                 writeln!(out, "  {:>3}. {action}", i + 1)?;
             }

@@ -214,7 +214,10 @@ pub const PRESETS: &[Preset] = &[
 impl ModelConfig {
     /// The preset called `name`.
     pub fn preset(name: &str) -> Option<ModelConfig> {
-        PRESETS.iter().find(|p| p.name == name).map(|p| (p.config)())
+        PRESETS
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| (p.config)())
     }
 
     /// The operations of client number `index` (0-based): clients alternate between writing
@@ -249,7 +252,11 @@ impl ModelConfig {
 
     /// The operations of the administrator client.
     pub fn admin_ops(&self) -> Vec<Operation> {
-        self.changes.iter().copied().map(Operation::Reconfigure).collect()
+        self.changes
+            .iter()
+            .copied()
+            .map(Operation::Reconfigure)
+            .collect()
     }
 
     /// Checks that the bounds make sense, saying what is wrong if not.
@@ -261,7 +268,10 @@ impl ModelConfig {
             return Err(format!("--clients must be 0 to 4, not {}", self.clients));
         }
         if self.operations > 4 {
-            return Err(format!("--operations must be 0 to 4, not {}", self.operations));
+            return Err(format!(
+                "--operations must be 0 to 4, not {}",
+                self.operations
+            ));
         }
         if self.max_attempts == 0 {
             return Err("--max-attempts must be at least 1".into());

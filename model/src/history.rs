@@ -11,12 +11,12 @@
 
 use crate::ModelConfig;
 use smr::{Ballot, Msg};
+use spec::digest::{Digest, StableHasher};
 use spec::reference::ReferenceExecution;
 use spec::sequential::KvSpec;
 use spec::{Command, Operation, Output, RequestId, RequestNumber, Slot};
 use stateright::actor::{Envelope, Id};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
-use spec::digest::{Digest, StableHasher};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -81,7 +81,8 @@ impl History {
     /// The history of a run that starts with the replicas of `cfg`.
     pub fn new(cfg: &ModelConfig) -> Self {
         let members = (0..cfg.replicas).map(stateright::actor::Id::from);
-        let initial = spec::ServiceState::new(spec::Configuration::initial(members, cfg.window as u64));
+        let initial =
+            spec::ServiceState::new(spec::Configuration::initial(members, cfg.window as u64));
         Self {
             tester: LinearizabilityTester::new(KvSpec::default()),
             linearizable: true,
@@ -102,7 +103,11 @@ impl History {
 
     /// Records a message as it is sent. Returns the new history, or `None` if the message
     /// changes nothing (which keeps model states cheap).
-    pub fn record_out(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
+    pub fn record_out(
+        cfg: &ModelConfig,
+        history: &History,
+        env: Envelope<&Msg>,
+    ) -> Option<History> {
         Self::on_send(cfg, history, env).map(History::refreshed)
     }
 
@@ -146,6 +151,8 @@ impl History {
 
     fn on_send(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
         match env.msg {
+            // A replica forwarding a client's request to the leader invokes nothing.
+            Msg::Request(request) if request.client != env.src => None,
             Msg::Request(request) => {
                 if history.in_flight.get(&env.src) == Some(&request.number) {
                     return None; // A retry: the operation was invoked once.
@@ -230,11 +237,9 @@ impl History {
                 let voter = 1u64 << usize::from(env.src);
                 // The configuration the voter's state holds came from executing chosen slots,
                 // so the reference went through it.
-                let member = history
-                    .reference
-                    .configurations()
-                    .iter()
-                    .any(|(_, c)| c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(env.src));
+                let member = history.reference.configurations().iter().any(|(_, c)| {
+                    c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(env.src)
+                });
                 let violation = !member && history.vote_violation.is_none();
                 if proposal.voters & voter != 0 && !violation {
                     return None;
@@ -276,7 +281,9 @@ impl History {
             }
             // The bootstrap ballot (round 1) is no election, even when its leader asks the
             // members of a new configuration for their promises.
-            Msg::Prepare { ballot, .. } if ballot.round > 1 && !history.ballots.contains(ballot) => {
+            Msg::Prepare { ballot, .. }
+                if ballot.round > 1 && !history.ballots.contains(ballot) =>
+            {
                 let mut next = history.clone();
                 next.ballots.insert(*ballot);
                 Some(next)

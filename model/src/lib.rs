@@ -40,7 +40,9 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         name: "leader change preserves decided value",
         found: properties::leader_change_preserves_decision,
-        applies: |cfg| cfg.clients > 0 && cfg.operations > 0 && cfg.elections >= 1 && cfg.replicas > 1,
+        applies: |cfg| {
+            cfg.clients > 0 && cfg.operations > 0 && cfg.elections >= 1 && cfg.replicas > 1
+        },
     },
     Example {
         name: "recovered replica votes in a decision",
@@ -60,7 +62,11 @@ pub const EXAMPLES: &[Example] = &[
     Example {
         name: "a joiner votes in a decision",
         found: properties::joiner_votes_in_decision,
-        applies: |cfg| cfg.changes.iter().any(|c| matches!(c, spec::Change::Join(_))),
+        applies: |cfg| {
+            cfg.changes
+                .iter()
+                .any(|c| matches!(c, spec::Change::Join(_)))
+        },
     },
     Example {
         name: "the leader quits and a new leader decides",
@@ -175,7 +181,10 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
     if state.history.ballots.len() as u32 > cfg.elections {
         return false;
     }
-    if state.crashed[cfg.replica_actors()..].iter().any(|crashed| *crashed) {
+    if state.crashed[cfg.replica_actors()..]
+        .iter()
+        .any(|crashed| *crashed)
+    {
         return false;
     }
     if let Network::UnorderedNonDuplicating(messages) = &state.network {

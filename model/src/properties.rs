@@ -63,7 +63,9 @@ pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Vi
     let history = &state.history;
     let reference = &history.reference;
     for (index, node) in state.actor_states.iter().enumerate() {
-        let Some(replica) = node.replica() else { continue };
+        let Some(replica) = node.replica() else {
+            continue;
+        };
         if let Some(expected) = reference.configuration_after(replica.executed) {
             if *expected != replica.service.configuration {
                 return Err(format!(
@@ -77,7 +79,9 @@ pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Vi
         let Some(members) = reference.electorate(*slot) else {
             continue;
         };
-        let expected = members.iter().fold(0u64, |mask, id| mask | 1 << usize::from(*id));
+        let expected = members
+            .iter()
+            .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
         for ballot in ballots {
             let counted = history.proposals[&(*slot, *ballot)].electorate;
             if counted != expected {
@@ -99,12 +103,20 @@ fn checkpoints(state: &ModelState) -> impl Iterator<Item = (usize, &smr::replica
         .actor_storages
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| s.as_ref().and_then(|s| s.checkpoint.as_ref()).map(|c| (i, c)));
-    let held = state.actor_states.iter().enumerate().filter_map(|(i, node)| {
-        node.replica()
-            .and_then(|r| r.durable.checkpoint.as_ref())
-            .map(|c| (i, c))
-    });
+        .filter_map(|(i, s)| {
+            s.as_ref()
+                .and_then(|s| s.checkpoint.as_ref())
+                .map(|c| (i, c))
+        });
+    let held = state
+        .actor_states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, node)| {
+            node.replica()
+                .and_then(|r| r.durable.checkpoint.as_ref())
+                .map(|c| (i, c))
+        });
     stored.chain(held)
 }
 
@@ -151,7 +163,11 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
             .actor_storages
             .iter()
             .flatten()
-            .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= storage.log_start))
+            .filter(|s| {
+                s.checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.slot >= storage.log_start)
+            })
             .count();
         if holders < quorum {
             return Err(format!(
@@ -168,12 +184,10 @@ pub fn audit_digests_agree(_: &SmrModel, state: &ModelState) -> Result<(), Viola
     let mut seen: std::collections::BTreeMap<Slot, (usize, spec::Digest)> = Default::default();
     for (index, checkpoint) in checkpoints(state) {
         match seen.get(&checkpoint.slot) {
-            Some((other, digest)) if *digest != checkpoint.digest => {
-                return Err(format!(
-                    "replicas {other} and {index} hold checkpoints at slot {} with different digests",
-                    checkpoint.slot
-                ))
-            }
+            Some((other, digest)) if *digest != checkpoint.digest => return Err(format!(
+                "replicas {other} and {index} hold checkpoints at slot {} with different digests",
+                checkpoint.slot
+            )),
             Some(_) => {}
             None => {
                 seen.insert(checkpoint.slot, (index, checkpoint.digest));
@@ -186,7 +200,9 @@ pub fn audit_digests_agree(_: &SmrModel, state: &ModelState) -> Result<(), Viola
         .enumerate()
         .find(|(_, node)| node.replica().is_some_and(|r| r.audit_failures > 0))
     {
-        return Err(format!("replica {index} found its state different from a quorum's"));
+        return Err(format!(
+            "replica {index} found its state different from a quorum's"
+        ));
     }
     Ok(())
 }
@@ -226,7 +242,10 @@ pub fn validity(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     };
     let history = &state.history;
     properties::validity(
-        history.chosen.iter().map(|(slot, command)| (*slot, command)),
+        history
+            .chosen
+            .iter()
+            .map(|(slot, command)| (*slot, command)),
         submitted,
     )?;
     for view in replica_views(state) {
@@ -293,7 +312,11 @@ pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation>
             .map_or(0, spec::Configuration::quorum_of)
     };
     properties::durability(
-        state.history.replies.iter().map(|(r, (slot, _))| (*r, *slot)),
+        state
+            .history
+            .replies
+            .iter()
+            .map(|(r, (slot, _))| (*r, *slot)),
         holders,
         quorum,
     )
@@ -313,7 +336,11 @@ pub fn value_decided(_: &SmrModel, state: &ModelState) -> bool {
 /// A value chosen in one ballot was chosen again in a later ballot, by the next leader: the
 /// leader change preserved it (and the agreement property shows it is the same value).
 pub fn leader_change_preserves_decision(_: &SmrModel, state: &ModelState) -> bool {
-    state.history.chosen_in.values().any(|ballots| ballots.len() > 1)
+    state
+        .history
+        .chosen_in
+        .values()
+        .any(|ballots| ballots.len() > 1)
 }
 
 /// A replica that crashed and recovered was among the quorum that chose a value.
@@ -356,11 +383,15 @@ pub fn elected_leader_decides_above_truncation(_: &SmrModel, state: &ModelState)
     else {
         return false;
     };
-    state.history.chosen_in.range(log_start..).any(|(_, ballots)| {
-        ballots
-            .iter()
-            .any(|ballot| state.history.ballots.contains(ballot))
-    })
+    state
+        .history
+        .chosen_in
+        .range(log_start..)
+        .any(|(_, ballots)| {
+            ballots
+                .iter()
+                .any(|ballot| state.history.ballots.contains(ballot))
+        })
 }
 
 /// A replica that joined voted for a value that was chosen.

@@ -18,8 +18,12 @@ fn check_pinned(cfg: ModelConfig, unique_states: usize) {
     assert!(report.exhaustive, "the search must finish: {cfg}");
     for verdict in &report.verdicts {
         match (&verdict.expectation, &verdict.outcome) {
-            (Expectation::Always, Outcome::Holds) | (Expectation::Sometimes, Outcome::Found { .. }) => {}
-            (_, outcome) => panic!("{cfg}: property \"{}\" has outcome {outcome:?}", verdict.name),
+            (Expectation::Always, Outcome::Holds)
+            | (Expectation::Sometimes, Outcome::Found { .. }) => {}
+            (_, outcome) => panic!(
+                "{cfg}: property \"{}\" has outcome {outcome:?}",
+                verdict.name
+            ),
         }
     }
     // Every Always property of the model was evaluated, not just some.
@@ -46,7 +50,7 @@ fn a_crash_and_recovery() {
         crashes: 1,
         ..ModelConfig::preset("small").unwrap()
     };
-    check_pinned(cfg, 20_561);
+    check_pinned(cfg, 7_369);
 }
 
 #[test]
@@ -59,4 +63,31 @@ fn checkpoints_and_truncation() {
         ..ModelConfig::preset("checkpoint").unwrap()
     };
     check_pinned(cfg, 10_836);
+}
+
+#[test]
+fn a_spare_joins_then_votes() {
+    let cfg = ModelConfig {
+        crashes: 0,
+        ..ModelConfig::preset("join").unwrap()
+    };
+    check_pinned(cfg, 38_385);
+}
+
+#[test]
+fn a_member_quits_then_a_spare_joins() {
+    let cfg = ModelConfig {
+        crashes: 0,
+        ..ModelConfig::preset("quit-join").unwrap()
+    };
+    check_pinned(cfg, 23_704);
+}
+
+#[test]
+fn the_leader_quits_and_a_new_leader_decides() {
+    let cfg = ModelConfig {
+        crashes: 0,
+        ..ModelConfig::preset("quit-leader").unwrap()
+    };
+    check_pinned(cfg, 9_988);
 }

@@ -2,10 +2,10 @@
 //! and the system commands that replicas propose themselves.
 
 use crate::configuration::{Change, ChangeOutput};
+use crate::digest::{digest_of, Digest};
 use crate::kv::{KvOp, KvOutput};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
-use crate::digest::{digest_of, Digest};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 

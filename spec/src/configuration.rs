@@ -99,7 +99,11 @@ impl Configuration {
     /// Whether `id` takes part: a member in force, or of the pending configuration (a joiner
     /// that holds this state). A replica for which this is false casts no vote.
     pub fn includes(&self, id: Id) -> bool {
-        self.contains(id) || self.pending.as_ref().is_some_and(|p| p.members.contains(&id))
+        self.contains(id)
+            || self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.members.contains(&id))
     }
 
     /// The members that decide `slot`, for any slot below `executed + alpha`, where this is
@@ -213,7 +217,10 @@ mod tests {
         c.begin_slot(6);
         assert_eq!(c.epoch, 0);
         c.begin_slot(7);
-        assert_eq!((c.epoch, &c.members, &c.pending), (1, &ids(&[0, 1, 2, 3]), &None));
+        assert_eq!(
+            (c.epoch, &c.members, &c.pending),
+            (1, &ids(&[0, 1, 2, 3]), &None)
+        );
     }
 
     #[test]
@@ -226,7 +233,10 @@ mod tests {
         assert!(refused(c.apply(0, Change::Join(Id::from(1)))).contains("already a member"));
         assert!(refused(c.apply(0, Change::Quit(Id::from(7)))).contains("not a member"));
         assert!(refused(c.apply(0, Change::Join(Id::from(64)))).contains("too large"));
-        assert!(matches!(c.apply(0, Change::Quit(Id::from(2))), ChangeOutput::Accepted { .. }));
+        assert!(matches!(
+            c.apply(0, Change::Quit(Id::from(2))),
+            ChangeOutput::Accepted { .. }
+        ));
         assert!(refused(c.apply(0, Change::Join(Id::from(3)))).contains("in progress"));
         c.begin_slot(1);
         assert!(refused(c.apply(1, Change::Quit(Id::from(1)))).contains("minimum"));

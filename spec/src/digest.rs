@@ -40,9 +40,7 @@ impl StableHasher {
 
     #[inline]
     fn mix(&mut self, word: u64) {
-        self.state = (self.state ^ word)
-            .wrapping_mul(MULTIPLIER)
-            .rotate_left(29);
+        self.state = (self.state ^ word).wrapping_mul(MULTIPLIER).rotate_left(29);
         self.length = self.length.wrapping_add(1);
     }
 }

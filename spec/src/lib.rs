@@ -19,9 +19,11 @@ pub mod sequential;
 pub mod service;
 pub mod state_machine;
 
-pub use command::{Batch, ClientId, Command, Operation, Output, Request, RequestId, RequestNumber, Slot};
+pub use command::{
+    Batch, ClientId, Command, Operation, Output, Request, RequestId, RequestNumber, Slot,
+};
+pub use configuration::{Change, ChangeOutput, Configuration};
 pub use digest::{digest_of, Digest};
 pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
-pub use configuration::{Change, ChangeOutput, Configuration};
 pub use service::{ServiceSnapshot, ServiceState, Session, Sessions};
 pub use state_machine::StateMachine;

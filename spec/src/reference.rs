@@ -6,10 +6,10 @@
 //! any applied before appears in the log; a retry that was decided twice is applied once.
 
 use crate::command::{Command, Output, RequestId, Slot};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use crate::digest::Digest;
 use crate::service::{Configuration, ServiceState, Session};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Applies one decided command to `state` under exactly-once semantics, calling `applied` for
 /// every request that takes effect.
@@ -100,7 +100,10 @@ impl ReferenceExecution {
 
     /// The members that decide `slot`, once enough of the log is applied to know them (every
     /// slot up to `slot - alpha`).
-    pub fn electorate(&self, slot: Slot) -> Option<&std::collections::BTreeSet<stateright::actor::Id>> {
+    pub fn electorate(
+        &self,
+        slot: Slot,
+    ) -> Option<&std::collections::BTreeSet<stateright::actor::Id>> {
         let known = slot.min(self.applied());
         let configuration = self.configuration_after(known)?;
         (slot < known + configuration.alpha).then(|| configuration.members_at(slot))

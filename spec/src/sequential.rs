@@ -21,8 +21,8 @@ impl SequentialSpec for KvSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
     use stateright::actor::Id;
+    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 
     #[test]
     fn a_stale_read_after_a_completed_write_is_not_linearizable() {

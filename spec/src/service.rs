@@ -100,7 +100,9 @@ impl ServiceState {
     pub fn apply(&mut self, slot: Slot, op: &Operation) -> Output {
         match op {
             Operation::Kv(op) => Output::Kv(self.machine.apply(op)),
-            Operation::Reconfigure(change) => Output::Reconfigure(self.configuration.apply(slot, *change)),
+            Operation::Reconfigure(change) => {
+                Output::Reconfigure(self.configuration.apply(slot, *change))
+            }
         }
     }
 
@@ -138,7 +140,9 @@ impl ServiceState {
         }
         let configuration = &snapshot.configuration;
         if configuration.members.is_empty() || configuration.alpha == 0 {
-            return Err(RestoreError("the configuration has no members or no α".into()));
+            return Err(RestoreError(
+                "the configuration has no members or no α".into(),
+            ));
         }
         Ok(ServiceState {
             machine,

@@ -28,13 +28,23 @@ use std::borrow::Cow;
 
 impl Replica {
     /// Executing the CHECKPOINT command at `slot`: checkpoint the state after it.
-    pub(super) fn take_checkpoint(&self, id: Id, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
+    pub(super) fn take_checkpoint(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        slot: Slot,
+        fx: &mut Effects,
+    ) {
         let checkpoint = Checkpoint::of(slot + 1, &state.service);
         let (at, digest) = (checkpoint.slot, checkpoint.digest);
         state.durable.checkpoint = Some(checkpoint);
         fx.persist();
         if state.is_leader() {
-            state.checkpoint_votes.entry(at).or_default().insert(id, digest);
+            state
+                .checkpoint_votes
+                .entry(at)
+                .or_default()
+                .insert(id, digest);
             self.count_checkpoint_votes(id, state, at, fx);
         } else if let Some(leader) = state.leader.filter(|leader| *leader != id) {
             fx.send(leader, Msg::CheckpointVote { slot: at, digest });
@@ -74,12 +84,20 @@ impl Replica {
         let full = state.checkpoint_votes.len() >= self.config.limits.max_pending_checkpoints;
         if full
             && !state.checkpoint_votes.contains_key(&slot)
-            && state.checkpoint_votes.keys().next().is_some_and(|first| slot < *first)
+            && state
+                .checkpoint_votes
+                .keys()
+                .next()
+                .is_some_and(|first| slot < *first)
         {
             return; // Older than every slot kept, and no room.
         }
         let state = state.to_mut();
-        state.checkpoint_votes.entry(slot).or_default().insert(src, digest);
+        state
+            .checkpoint_votes
+            .entry(slot)
+            .or_default()
+            .insert(src, digest);
         while state.checkpoint_votes.len() > self.config.limits.max_pending_checkpoints {
             state.checkpoint_votes.pop_first();
         }
@@ -87,7 +105,13 @@ impl Replica {
     }
 
     /// The leader: truncates when its checkpoint at `slot` is stable, and audits itself.
-    fn count_checkpoint_votes(&self, id: Id, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
+    fn count_checkpoint_votes(
+        &self,
+        id: Id,
+        state: &mut ReplicaState,
+        slot: Slot,
+        fx: &mut Effects,
+    ) {
         let Some(votes) = state.checkpoint_votes.get(&slot) else {
             return;
         };
@@ -103,7 +127,12 @@ impl Replica {
         // Votes count among the members in force (a joiner's vote counts once it is one).
         let electorate = Votes::from_ids(&state.service.configuration.members);
         let agreeing = |digest: Digest| {
-            Votes::from_ids(votes.iter().filter(|(_, d)| **d == digest).map(|(voter, _)| voter))
+            Votes::from_ids(
+                votes
+                    .iter()
+                    .filter(|(_, d)| **d == digest)
+                    .map(|(voter, _)| voter),
+            )
         };
         if self.is_quorum(agreeing(own), electorate) {
             if slot > state.durable.log_start {
@@ -112,12 +141,9 @@ impl Replica {
             return;
         }
         // A quorum of followers agrees on another digest: this leader's state has diverged.
-        if let Some((peer, _)) = votes
-            .iter()
-            .find(|(voter, digest)| {
-                **voter != id && **digest != own && self.is_quorum(agreeing(**digest), electorate)
-            })
-        {
+        if let Some((peer, _)) = votes.iter().find(|(voter, digest)| {
+            **voter != id && **digest != own && self.is_quorum(agreeing(**digest), electorate)
+        }) {
             let peer = *peer;
             self.report_divergence(state, peer, slot, fx);
             self.step_down(state, fx);
@@ -138,7 +164,12 @@ impl Replica {
         if slot <= state.durable.log_start || state.diverged {
             return;
         }
-        let Some(held) = state.durable.checkpoint.as_ref().map(|c| (c.slot, c.digest)) else {
+        let Some(held) = state
+            .durable
+            .checkpoint
+            .as_ref()
+            .map(|c| (c.slot, c.digest))
+        else {
             return;
         };
         match held {

@@ -20,7 +20,12 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 impl Replica {
-    pub(super) fn on_election_timeout(&self, id: Id, state: &mut Cow<ReplicaState>, fx: &mut Effects) {
+    pub(super) fn on_election_timeout(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        fx: &mut Effects,
+    ) {
         if state.is_leader() || !self.can_lead(id, state) {
             return;
         }
@@ -32,7 +37,10 @@ impl Replica {
     pub(super) fn can_lead(&self, id: Id, state: &ReplicaState) -> bool {
         let configuration = &state.service.configuration;
         configuration.members_at(state.executed).contains(&id)
-            && configuration.pending.as_ref().is_none_or(|p| p.members.contains(&id))
+            && configuration
+                .pending
+                .as_ref()
+                .is_none_or(|p| p.members.contains(&id))
     }
 
     /// Starts Phase 1 with the next ballot of this replica.
@@ -90,7 +98,12 @@ impl Replica {
         fx: &mut Effects,
     ) {
         if ballot < state.ballot() {
-            fx.send(src, Msg::Nack { ballot: state.ballot() });
+            fx.send(
+                src,
+                Msg::Nack {
+                    ballot: state.ballot(),
+                },
+            );
             return;
         }
         if ballot > state.ballot() {
@@ -116,7 +129,11 @@ impl Replica {
         } else {
             state.durable.log_start
         };
-        for (slot, entry) in state.durable.accepted.range(from.max(state.durable.log_start)..) {
+        for (slot, entry) in state
+            .durable
+            .accepted
+            .range(from.max(state.durable.log_start)..)
+        {
             bytes += entry.command.size_bound() + 24;
             if bytes > self.config.limits.max_payload_bytes {
                 complete = false;

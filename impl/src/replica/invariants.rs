@@ -31,7 +31,10 @@ impl Replica {
         match &state.role {
             Role::Follower => {}
             Role::Candidate(candidacy) => {
-                assert_eq!(promised.leader, id, "a candidate campaigns in its own ballot");
+                assert_eq!(
+                    promised.leader, id,
+                    "a candidate campaigns in its own ballot"
+                );
                 assert!(candidacy.promised_by.contains(id));
             }
             Role::Leader(leadership) => {

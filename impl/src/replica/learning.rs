@@ -58,7 +58,12 @@ impl Replica {
         state.executed < commit
     }
 
-    pub(super) fn on_heartbeat_timeout(&self, id: Id, state: &mut Cow<ReplicaState>, fx: &mut Effects) {
+    pub(super) fn on_heartbeat_timeout(
+        &self,
+        id: Id,
+        state: &mut Cow<ReplicaState>,
+        fx: &mut Effects,
+    ) {
         if !state.is_leader() {
             return;
         }
@@ -71,10 +76,30 @@ impl Replica {
             },
         );
         self.set_heartbeat_timer(fx);
-        // Messages get lost: members whose promise the leader still needs are asked again,
+        // Messages get lost. An undecided proposal is sent again to the members that have not
+        // accepted it (without this, one lost Accept or Accepted stalls a window of one until
+        // the next election). Members whose promise the leader still needs are asked again,
         // and a joiner that has not promised yet gets the start of the state again (a stale
         // copy is ignored by one that already installed it).
         if let Some(leadership) = state.leadership() {
+            let stable = self.stable_checkpoint(state);
+            for (slot, proposal) in &leadership.proposals {
+                let missing = proposal
+                    .electorate
+                    .iter()
+                    .filter(|member| !proposal.votes.contains(*member));
+                fx.broadcast(
+                    missing,
+                    &Msg::Accept {
+                        ballot: state.ballot(),
+                        slot: *slot,
+                        command: proposal.command.clone(),
+                        commit: state.executed,
+                        stable,
+                        electorate: proposal.electorate,
+                    },
+                );
+            }
             let configuration = &state.service.configuration;
             for member in self.audience(id, state) {
                 if leadership.promised_by.contains(member) {
@@ -112,7 +137,12 @@ impl Replica {
     ) {
         if ballot < state.ballot() {
             // A deposed leader that missed the election: tell it.
-            fx.send(src, Msg::Nack { ballot: state.ballot() });
+            fx.send(
+                src,
+                Msg::Nack {
+                    ballot: state.ballot(),
+                },
+            );
             return;
         }
         if ballot > state.ballot() || state.leader != Some(src) {
@@ -144,8 +174,8 @@ impl Replica {
         if let Some(leadership) = state.leadership() {
             // A new member that was asked for its promise before it held its state (and so
             // ignored the Prepare) asks to catch up once it holds it: ask again.
-            let waiting = !leadership.promised_by.contains(src)
-                && self.audience(id, state).contains(&src);
+            let waiting =
+                !leadership.promised_by.contains(src) && self.audience(id, state).contains(&src);
             if waiting {
                 fx.send(
                     src,
@@ -191,7 +221,9 @@ impl Replica {
         commands: Vec<Command>,
         fx: &mut Effects,
     ) {
-        let new = |state: &ReplicaState, slot: Slot| slot >= state.executed && !state.log.contains_key(&slot);
+        let new = |state: &ReplicaState, slot: Slot| {
+            slot >= state.executed && !state.log.contains_key(&slot)
+        };
         if !(from..from + commands.len() as Slot).any(|slot| new(state, slot)) {
             return;
         }

@@ -97,11 +97,20 @@ impl Replica {
     fn promises_cover_window(&self, state: &ReplicaState, promised_by: Votes) -> bool {
         let configuration = &state.service.configuration;
         let in_force = Votes::from_ids(&configuration.members);
-        let pending = configuration.pending.as_ref().map(|p| Votes::from_ids(&p.members));
-        self.is_quorum(promised_by, in_force) && pending.is_none_or(|p| self.is_quorum(promised_by, p))
+        let pending = configuration
+            .pending
+            .as_ref()
+            .map(|p| Votes::from_ids(&p.members));
+        self.is_quorum(promised_by, in_force)
+            && pending.is_none_or(|p| self.is_quorum(promised_by, p))
     }
 
-    pub(crate) fn on_start(&self, id: Id, storage: Option<&Storage>, o: &mut Out<Node>) -> ReplicaState {
+    pub(crate) fn on_start(
+        &self,
+        id: Id,
+        storage: Option<&Storage>,
+        o: &mut Out<Node>,
+    ) -> ReplicaState {
         let mut fx = Effects::default();
         // A restart keeps everything durable and counts itself; volatile knowledge (the decided
         // log, the executed state) is learned again from the other replicas.
@@ -155,10 +164,7 @@ impl Replica {
             // A spare waits, silent, until a JOIN and a state transfer make it a member.
             _ if !self.participates(id, &state) => {}
             Some(leader) if fresh => {
-                state.durable.promised = Ballot {
-                    round: 1,
-                    leader,
-                };
+                state.durable.promised = Ballot { round: 1, leader };
                 state.leader = Some(leader);
                 if leader == id {
                     state.role = Role::Leader(Leadership {
@@ -212,7 +218,9 @@ impl Replica {
                 log_start,
                 accepted,
                 complete,
-            } => self.on_promise(id, state, src, ballot, log_start, accepted, complete, &mut fx),
+            } => self.on_promise(
+                id, state, src, ballot, log_start, accepted, complete, &mut fx,
+            ),
             Msg::Nack { ballot } => self.on_nack(state, ballot, &mut fx),
             Msg::Accept {
                 ballot,

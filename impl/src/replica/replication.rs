@@ -56,7 +56,10 @@ impl Replica {
                 }
             }
         }
-        let in_progress = leadership.queue.iter().any(|queued| queued.id() == request.id())
+        let in_progress = leadership
+            .queue
+            .iter()
+            .any(|queued| queued.id() == request.id())
             || leadership
                 .proposals
                 .values()
@@ -132,7 +135,15 @@ impl Replica {
             };
             leadership.adopted.remove(&slot);
             leadership.next_slot += 1;
-            self.propose(id, durable, leadership, slot, command, electorate, *executed, fx);
+            self.propose(
+                id, durable, leadership, slot, command, electorate, *executed, fx,
+            );
+            if self.is_quorum(Votes::of(id), electorate) {
+                // A quorum of one (a single-member configuration): decided at once, and
+                // executing it may open the window for the next slot.
+                self.decide_quorate(id, state, fx);
+                self.execute(id, state, fx);
+            }
         }
         self.decide_quorate(id, state, fx);
     }
@@ -156,7 +167,12 @@ impl Replica {
 
     /// The next new command for `slot`: a checkpoint where one is due, else a batch of queued
     /// requests, else nothing.
-    fn new_command(&self, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) -> Option<Command> {
+    fn new_command(
+        &self,
+        state: &mut ReplicaState,
+        slot: Slot,
+        fx: &mut Effects,
+    ) -> Option<Command> {
         if let Some(interval) = self.config.checkpoint_interval {
             if (slot + 1) % interval == 0 {
                 return Some(Command::Checkpoint);
@@ -174,7 +190,8 @@ impl Replica {
         while let Some(next) = leadership.queue.front() {
             let size = next.size_bound();
             if !batch.is_empty()
-                && (batch.len() >= limits.max_batch_requests || bytes + size > limits.max_batch_bytes)
+                && (batch.len() >= limits.max_batch_requests
+                    || bytes + size > limits.max_batch_bytes)
             {
                 break;
             }
@@ -280,7 +297,10 @@ impl Replica {
                 state.leader = Some(ballot.leader);
                 self.reset_election_timer(fx);
             }
-            state.durable.accepted.insert(slot, Accepted { ballot, command });
+            state
+                .durable
+                .accepted
+                .insert(slot, Accepted { ballot, command });
             if !self.config.has_bug(SeededBug::AcceptNotPersisted) {
                 fx.persist();
             }

@@ -2,15 +2,25 @@
 
 use crate::ballot::Ballot;
 use crate::replica::storage::{Accepted, Storage};
+use spec::digest::{Digest, StableHasher};
 use spec::{Command, Request, ServiceState, Slot};
 use stateright::actor::Id;
-use spec::digest::{Digest, StableHasher};
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// A set of replica ids (each below [`crate::replica::config::MAX_REPLICAS`]).
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 pub struct Votes(u64);
 
@@ -53,7 +63,9 @@ impl Votes {
 
     /// The ids, in increasing order.
     pub fn iter(self) -> impl Iterator<Item = Id> {
-        (0..64).filter(move |i| self.0 & (1 << i) != 0).map(Id::from)
+        (0..64)
+            .filter(move |i| self.0 & (1 << i) != 0)
+            .map(Id::from)
     }
 
     /// The set as a bit mask (bit `i` is replica `i`).

@@ -44,7 +44,13 @@ impl Replica {
     }
 
     /// Sends the chunk at `offset` of this replica's latest checkpoint to `dst`.
-    pub(super) fn send_snapshot_chunk(&self, state: &ReplicaState, dst: Id, offset: u64, fx: &mut Effects) {
+    pub(super) fn send_snapshot_chunk(
+        &self,
+        state: &ReplicaState,
+        dst: Id,
+        offset: u64,
+        fx: &mut Effects,
+    ) {
         let Some((slot, digest, bytes)) = self.outgoing_snapshot(state) else {
             return;
         };
@@ -95,12 +101,19 @@ impl Replica {
         let stale = slot <= state.executed && !state.diverged;
         let too_large = total > self.config.limits.max_snapshot_bytes;
         let expected_offset = match &state.transfer {
-            Some(t) if t.slot == slot && t.digest == digest && t.total == total => t.bytes.len() as u64,
+            Some(t) if t.slot == slot && t.digest == digest && t.total == total => {
+                t.bytes.len() as u64
+            }
             Some(t) if t.slot > slot => return, // A newer transfer is under way.
             _ => 0,
         };
         let fits = offset + bytes.len() as u64 <= total;
-        if stale || too_large || offset != expected_offset || !fits || (bytes.is_empty() && total > 0) {
+        if stale
+            || too_large
+            || offset != expected_offset
+            || !fits
+            || (bytes.is_empty() && total > 0)
+        {
             return;
         }
         let state = state.to_mut();
@@ -169,7 +182,12 @@ impl Replica {
             // leader that pushed the state (which then asks it for its promise again, in case
             // the first Prepare arrived before the state did). Its election timer starts with
             // the first Accept or heartbeat of the leader, as every follower's does.
-            fx.send(src, Msg::CatchUp { from: state.executed });
+            fx.send(
+                src,
+                Msg::CatchUp {
+                    from: state.executed,
+                },
+            );
         }
     }
 }
