@@ -63,6 +63,10 @@ pub struct ModelConfig {
     pub heartbeats: bool,
     /// Slots between checkpoints (`None`: no checkpoints).
     pub checkpoint_interval: Option<u64>,
+    /// Elections only once some replica has truncated its log: a bound that focuses a check
+    /// on leader changes above a truncated log. (The truncation point is durable and only
+    /// moves forward, crashes included, so once allowed, elections stay allowed.)
+    pub elections_after_truncation: bool,
     /// Spare replicas (ids after the members), inactive until a JOIN adds them.
     pub spares: usize,
     /// Membership changes an administrator client submits, one after the other (the
@@ -86,6 +90,7 @@ impl Default for ModelConfig {
             network: NetworkKind::Unordered,
             heartbeats: false,
             checkpoint_interval: None,
+            elections_after_truncation: false,
             spares: 0,
             changes: Vec::new(),
             bug: None,
@@ -147,9 +152,24 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "checkpoint",
-        about: "checkpoints every 2 slots: truncation, state transfer to a restarted replica, a leader change after truncation",
+        about: "checkpoints every 2 slots (1 write, then a read): truncation, a restarted replica catching up by state transfer; 1 crash",
         config: || ModelConfig {
+            clients: 1,
+            operations: 2,
+            elections: 0,
             checkpoint_interval: Some(2),
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "checkpoint-election",
+        about: "checkpoints every 2 slots (1 write, then a read) and a leader change at any time after the first truncation: the new leader decides above it",
+        config: || ModelConfig {
+            clients: 1,
+            operations: 2,
+            crashes: 0,
+            checkpoint_interval: Some(2),
+            elections_after_truncation: true,
             ..ModelConfig::default()
         },
     },
@@ -306,6 +326,9 @@ impl fmt::Display for ModelConfig {
         )?;
         if let Some(interval) = self.checkpoint_interval {
             write!(f, " checkpoint-interval={interval}")?;
+        }
+        if self.elections_after_truncation {
+            write!(f, " elections-after-truncation")?;
         }
         if self.spares > 0 {
             write!(f, " spares={}", self.spares)?;

@@ -181,6 +181,16 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
     if state.history.ballots.len() as u32 > cfg.elections {
         return false;
     }
+    if cfg.elections_after_truncation
+        && !state.history.ballots.is_empty()
+        && !state
+            .actor_storages
+            .iter()
+            .flatten()
+            .any(|s| s.log_start > 0)
+    {
+        return false;
+    }
     if state.crashed[cfg.replica_actors()..]
         .iter()
         .any(|crashed| *crashed)

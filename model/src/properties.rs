@@ -184,10 +184,12 @@ pub fn audit_digests_agree(_: &SmrModel, state: &ModelState) -> Result<(), Viola
     let mut seen: std::collections::BTreeMap<Slot, (usize, spec::Digest)> = Default::default();
     for (index, checkpoint) in checkpoints(state) {
         match seen.get(&checkpoint.slot) {
-            Some((other, digest)) if *digest != checkpoint.digest => return Err(format!(
+            Some((other, digest)) if *digest != checkpoint.digest => {
+                return Err(format!(
                 "replicas {other} and {index} hold checkpoints at slot {} with different digests",
                 checkpoint.slot
-            )),
+            ))
+            }
             Some(_) => {}
             None => {
                 seen.insert(checkpoint.slot, (index, checkpoint.digest));
