@@ -187,8 +187,9 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "join-election",
-        about: "the spare replica 3 joins with a leader change at any time (Raft's 2015 single-server change bug needs one); the joiner votes on the next checkpoint (every 2 slots); 1 crash",
+        about: "the spare replica 3 joins with a leader change at any time (Raft's 2015 single-server change bug needs one); the joiner votes on the next checkpoint (every 2 slots); no crash. Large: not exhaustive in 10 minutes",
         config: || ModelConfig {
+            crashes: 0,
             clients: 0,
             operations: 0,
             spares: 1,
