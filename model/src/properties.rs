@@ -280,26 +280,35 @@ pub fn linearizability(_: &SmrModel, state: &ModelState) -> Result<(), Violation
     }
 }
 
+/// Whether `storage` holds request `request`, decided at `slot`, durably: it accepted it there,
+/// or holds a checkpoint that covers the slot and agrees with the reference execution.
+pub fn holds_durably(
+    storage: &smr::Storage,
+    reference: &spec::reference::ReferenceExecution,
+    request: RequestId,
+    slot: Slot,
+) -> bool {
+    let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
+        accepted
+            .command
+            .requests()
+            .iter()
+            .any(|r| r.id() == request)
+    });
+    let checkpointed = storage
+        .checkpoint
+        .as_ref()
+        .is_some_and(|c| c.slot > slot && reference.digest_after(c.slot) == Some(c.digest));
+    accepted || checkpointed
+}
+
 pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     let replicas = model.cfg.replica_actors();
-    // A replica holds an acknowledged request durably if it accepted it at its slot, or holds
-    // a checkpoint that covers the slot and agrees with the reference execution there.
     let holders = |request: RequestId, slot: Slot| {
         (0..replicas)
             .filter(|&index| {
                 state.actor_storages[index].as_ref().is_some_and(|storage| {
-                    let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
-                        accepted
-                            .command
-                            .requests()
-                            .iter()
-                            .any(|r| r.id() == request)
-                    });
-                    let checkpointed = storage.checkpoint.as_ref().is_some_and(|c| {
-                        c.slot > slot
-                            && state.history.reference.digest_after(c.slot) == Some(c.digest)
-                    });
-                    accepted || checkpointed
+                    holds_durably(storage, &state.history.reference, request, slot)
                 })
             })
             .count()

@@ -56,12 +56,7 @@ impl Replica {
 
     /// The stable checkpoint this leader announces, if any.
     pub(super) fn stable_checkpoint(&self, state: &ReplicaState) -> Option<(Slot, Digest)> {
-        state
-            .durable
-            .checkpoint
-            .as_ref()
-            .filter(|c| c.slot == state.durable.log_start && c.slot > 0)
-            .map(|c| (c.slot, c.digest))
+        state.durable.stable_checkpoint()
     }
 
     /// A leader receives a follower's vote.

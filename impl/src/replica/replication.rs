@@ -231,11 +231,7 @@ impl Replica {
         fx: &mut Effects,
     ) {
         let ballot = durable.promised;
-        let stable = durable
-            .checkpoint
-            .as_ref()
-            .filter(|c| c.slot == durable.log_start && c.slot > 0)
-            .map(|c| (c.slot, c.digest));
+        let stable = durable.stable_checkpoint();
         durable.accepted.insert(
             slot,
             Accepted {

@@ -88,6 +88,17 @@ pub enum StorageChange {
     Checkpoint(Checkpoint),
 }
 
+impl Storage {
+    /// The stable checkpoint this replica announces when it leads: the one it truncated its
+    /// log at (it truncates only at a checkpoint a quorum holds).
+    pub fn stable_checkpoint(&self) -> Option<(Slot, Digest)> {
+        self.checkpoint
+            .as_ref()
+            .filter(|c| c.slot == self.log_start && c.slot > 0)
+            .map(|c| (c.slot, c.digest))
+    }
+}
+
 impl Durable for Storage {
     type Change = StorageChange;
 

@@ -237,17 +237,7 @@ impl<'m> Incremental<'m> {
                 .iter()
                 .filter_map(|s| s.storage.as_ref())
                 .filter(|storage| {
-                    let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
-                        accepted
-                            .command
-                            .requests()
-                            .iter()
-                            .any(|r| r.id() == request)
-                    });
-                    let checkpointed = storage.checkpoint.as_ref().is_some_and(|c| {
-                        c.slot > slot && reference.digest_after(c.slot) == Some(c.digest)
-                    });
-                    accepted || checkpointed
+                    crate::properties::holds_durably(storage, reference, request, slot)
                 })
                 .count()
         };
