@@ -22,6 +22,10 @@ pub type SmrModel = ActorModel<Node, ModelConfig, History>;
 /// A state of the model.
 pub type ModelState = ActorModelState<Node, History>;
 
+/// The model's actions: what stateright's `ActorModel` does next (deliver, drop, time out,
+/// crash, recover, pick a random choice).
+pub type ModelAction = stateright::actor::ActorModelAction<smr::Msg, smr::Timer, ()>;
+
 /// A Sometimes property: an example must exist, or the model would be vacuous.
 pub struct Example {
     pub name: &'static str,

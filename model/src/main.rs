@@ -49,13 +49,27 @@ enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         progress: u64,
     },
-    /// Serve stateright's web explorer on the same model.
+    /// Serve stateright's web explorer on the same model, or (with --trace) on a real run
+    /// replayed through it.
     Explore {
         /// Address to listen on.
         #[arg(default_value = "localhost:3000")]
         address: String,
         #[command(flatten)]
         bounds: Bounds,
+        /// Show the run recorded in this trace directory instead: its steps, replayed through
+        /// the model as stateright actions, from every process down (the bounds do not apply).
+        #[arg(long)]
+        trace: Option<std::path::PathBuf>,
+        /// With --trace: the first step to show (a step number of `conform`'s report); by
+        /// default the window ends at the first failure, or starts at the beginning of a run
+        /// that passed.
+        #[arg(long, requires = "trace")]
+        from: Option<u64>,
+        /// With --trace: steps in the window (the explorer replays the window from its first
+        /// state on every click, so larger windows browse slower).
+        #[arg(long, default_value_t = 300, requires = "trace", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        steps: u64,
     },
     /// List the named presets.
     Presets,
@@ -288,7 +302,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Explore { address, bounds } => {
+        Command::Explore {
+            address,
+            trace: Some(dir),
+            from,
+            steps,
+            ..
+        } => explore_trace(&address, &dir, from, steps as usize),
+        Command::Explore {
+            address, bounds, ..
+        } => {
             let cfg = match bounds.config() {
                 Ok(cfg) => cfg,
                 Err(error) => {
@@ -296,9 +319,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            // The explorer panics on an address it cannot bind; say what is wrong instead.
-            if let Err(error) = std::net::TcpListener::bind(address.as_str()) {
-                eprintln!("error: cannot listen on {address}: {error}");
+            if let Err(error) = can_listen(&address) {
+                eprintln!("error: {error}");
                 return ExitCode::from(2);
             }
             println!("Exploring {cfg}");
@@ -312,4 +334,60 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The explorer panics on an address it cannot bind; say what is wrong instead.
+fn can_listen(address: &str) -> Result<(), String> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|error| format!("cannot listen on {address}: {error}"))
+}
+
+/// `explore --trace DIR`: the conformance check, then the explorer on a window of the run.
+fn explore_trace(
+    address: &str,
+    dir: &std::path::Path,
+    from: Option<u64>,
+    steps: usize,
+) -> ExitCode {
+    use model::conform::explore::{prepare, WindowChoice};
+    if let Err(error) = can_listen(address) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
+    let choice = WindowChoice { from, steps };
+    let prepared = match prepare(dir, &model::conform::Options::default(), choice) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = prepared.report.print(&mut std::io::stdout());
+    let walk = &prepared.walk;
+    println!(
+        "Explorer: steps {} to {} of the run ({} steps that change something), replayed through stateright's ActorModel::next_state from every actor down: {} steps taken in {:.2} s, each enabled in the model{}",
+        prepared.first,
+        prepared.last,
+        prepared.run.len(),
+        walk.taken,
+        walk.time.as_secs_f64(),
+        if walk.ignored > 0 {
+            format!(" ({} left the model state as it was)", walk.ignored)
+        } else {
+            String::new()
+        }
+    );
+    if let Some((index, why)) = &walk.disabled {
+        println!("  the model does not enable recorded step {index} of the walk: {why}; the window stops before it");
+    }
+    let path = std::iter::once("0")
+        .chain(std::iter::repeat_n("0", prepared.run.len()))
+        .collect::<Vec<_>>()
+        .join("/");
+    println!("Open http://{address}/#/steps/0 (the window's first state)");
+    println!("  or http://{address}/#/steps/{path} (its last state)");
+    use stateright::Model;
+    let _ = prepared.run.checker().threads(1).serve(address);
+    ExitCode::SUCCESS
 }

@@ -359,7 +359,7 @@ impl Observer for Incremental<'_> {
         applied: &Applied<'_>,
     ) -> Vec<(&'static str, String)> {
         let mut found = Vec::new();
-        if applied.crash {
+        if applied.is_crash() {
             return found;
         }
         let id = Id::from(applied.id);
@@ -368,7 +368,7 @@ impl Observer for Incremental<'_> {
                 self.on_send(id, *dst, msg, world, &mut found);
             }
         }
-        if let Some((_, msg)) = applied.delivered {
+        if let Some((_, msg)) = applied.delivered() {
             self.on_return(id, msg, &mut found);
         }
         self.check_replica(applied.id, world, &mut found);

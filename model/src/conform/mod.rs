@@ -10,12 +10,14 @@
 //! - [`shadow`]: the exact property check (the model's own properties on a stateright state).
 //! - [`incremental`]: the property checks for long traces, each step in constant time.
 //! - [`report`]: the verdicts.
+//! - [`explore`]: the run in stateright's explorer, replayed through `ActorModel::next_state`.
 //!
 //! The model is [`conform_model`]: the actors the processes ran, the model's properties, and
 //! the most permissive network (unordered, lossy, duplicating), with no bounds on crashes,
 //! elections or anything else (the checker's bounds keep state spaces finite; a real run is one
 //! path and needs none).
 
+pub mod explore;
 pub mod incremental;
 pub mod load;
 pub mod replay;
@@ -98,6 +100,27 @@ fn idle() -> Node {
 
 /// Checks the traces in `dir`.
 pub fn run(dir: &Path, options: &Options) -> Result<Report, String> {
+    run_with(dir, options, &mut []).map(|(report, _)| report)
+}
+
+/// Replays the traces in `dir` through `model` for `observers` alone, without checks of its
+/// own (the replay still stops at a step that diverges).
+pub fn replay_dir(
+    dir: &Path,
+    model: &SmrModel,
+    observers: &mut [&mut dyn replay::Observer],
+) -> Result<replay::Outcome, String> {
+    let loaded = load::load(dir)?;
+    Ok(replay::replay(&model.actors, loaded.events, observers))
+}
+
+/// Checks the traces in `dir`, showing every replayed step to `extra` observers too; returns
+/// the report and the model the run was replayed through.
+pub fn run_with(
+    dir: &Path,
+    options: &Options,
+    extra: &mut [&mut dyn replay::Observer],
+) -> Result<(Report, SmrModel), String> {
     let started = Instant::now();
     let loaded = load::load(dir)?;
     let loaded_in = started.elapsed();
@@ -142,18 +165,18 @@ pub fn run(dir: &Path, options: &Options) -> Result<Report, String> {
     };
     let replay_started = Instant::now();
     let mut incremental = incremental::Incremental::new(&model);
-    let outcome = if exact {
-        let mut shadow = shadow::Shadow::new(&model);
-        let outcome = replay::replay(
-            &model.actors,
-            loaded.events,
-            &mut [&mut incremental, &mut shadow],
-        );
+    let mut shadow = exact.then(|| shadow::Shadow::new(&model));
+    let mut observers: Vec<&mut dyn replay::Observer> = vec![&mut incremental];
+    if let Some(shadow) = shadow.as_mut() {
+        observers.push(shadow);
+    }
+    for observer in extra.iter_mut() {
+        observers.push(&mut **observer);
+    }
+    let outcome = replay::replay(&model.actors, loaded.events, &mut observers);
+    if let Some(shadow) = &shadow {
         report.examples = shadow.examples.clone();
-        outcome
-    } else {
-        replay::replay(&model.actors, loaded.events, &mut [&mut incremental])
-    };
+    }
     report.properties = model
         .properties
         .iter()
@@ -166,5 +189,7 @@ pub fn run(dir: &Path, options: &Options) -> Result<Report, String> {
     report.load_time = loaded_in;
     report.replay_time = replay_started.elapsed();
     report.absorb(outcome);
-    Ok(report)
+    drop(incremental);
+    drop(shadow);
+    Ok((report, model))
 }

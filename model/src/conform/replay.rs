@@ -17,13 +17,14 @@
 
 use super::load::Event;
 use super::world::World;
+use crate::ModelAction;
 use smr::deploy::node_digest;
 use smr::runtime::Stepper;
 use smr::trace::recorder::trace_output;
 use smr::trace::{NodeStep, TraceInput, TraceOutput};
 use smr::{Msg, Node, NodeState, Timer};
 use spec::{digest_of, Digest};
-use stateright::actor::{Actor, Command, Id, Out};
+use stateright::actor::{Actor, ActorModelAction, Command, Id, Out};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
@@ -63,14 +64,32 @@ pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Mix>>;
 
 /// What a replayed step did, for the observers.
 pub struct Applied<'a> {
+    /// The step's place in the replayed order (from 1).
+    pub step: u64,
     pub id: usize,
-    /// The message delivered (for deliveries that changed something).
-    pub delivered: Option<(Id, &'a Msg)>,
+    /// The step as the model's action: a start is the `Recover` of an actor that is down
+    /// (every actor is down before its first start), a crash is `Crash`.
+    pub action: &'a ModelAction,
     /// The model's outputs.
     pub out: &'a Out<Node>,
-    /// Whether the step was a crash or a (re)start.
-    pub crash: bool,
-    pub start: bool,
+}
+
+impl Applied<'_> {
+    /// The message delivered, if the step was a delivery.
+    pub fn delivered(&self) -> Option<(Id, &Msg)> {
+        match self.action {
+            ActorModelAction::Deliver { src, msg, .. } => Some((*src, msg)),
+            _ => None,
+        }
+    }
+
+    pub fn is_crash(&self) -> bool {
+        matches!(self.action, ActorModelAction::Crash(_))
+    }
+
+    pub fn is_start(&self) -> bool {
+        matches!(self.action, ActorModelAction::Recover(_))
+    }
 }
 
 /// Sees every replayed step; returns the property violations the step caused.
@@ -201,12 +220,12 @@ pub fn replay(
                 slot.timers.clear();
                 slot.randoms.clear();
                 let out = Out::new();
+                let action = ActorModelAction::Crash(Id::from(id));
                 let applied = Applied {
+                    step: outcome.steps,
                     id,
-                    delivered: None,
+                    action: &action,
                     out: &out,
-                    crash: true,
-                    start: false,
                 };
                 observe(
                     &world,
@@ -319,9 +338,7 @@ fn apply(
     let slot = &mut world.slots[id];
     let mut out = Out::new();
     let before = slot.state.as_ref().map(node_digest);
-    let mut delivered = None;
-    let mut start = false;
-    match step.input {
+    let action = match step.input {
         TraceInput::Start { storage } => {
             if slot.state.is_some() {
                 return Err(diverge(
@@ -338,7 +355,7 @@ fn apply(
                 ));
             }
             slot.state = Some(node.on_start(actor_id, &slot.storage, &mut out));
-            start = true;
+            ActorModelAction::Recover(actor_id)
         }
         TraceInput::Deliver { src, msg } => {
             let Some(state) = slot.state.take() else {
@@ -358,7 +375,11 @@ fn apply(
                     scheduler.in_flight.remove(&key);
                 }
             }
-            delivered = Some((src, kept));
+            ActorModelAction::Deliver {
+                src,
+                dst: actor_id,
+                msg: kept,
+            }
         }
         TraceInput::Timeout { timer } => {
             if !slot.timers.contains(&timer) {
@@ -379,6 +400,7 @@ fn apply(
             if !(out.is_empty() && slot.state.as_ref().map(node_digest) == before) {
                 slot.timers.remove(&timer);
             }
+            ActorModelAction::Timeout(actor_id, timer)
         }
         TraceInput::Random { random } => {
             let key = slot
@@ -395,8 +417,13 @@ fn apply(
             };
             slot.randoms.remove(&key);
             slot.state = Some(node.step_random(actor_id, state, &random, &mut out));
+            ActorModelAction::SelectRandom {
+                actor: actor_id,
+                key,
+                random,
+            }
         }
-    }
+    };
     let after = slot.state.as_ref().map(node_digest);
     let model_outputs: Vec<TraceOutput<Timer, ()>> = out.iter().map(trace_output::<Node>).collect();
     if model_outputs != step.outputs || after != Some(step.digest) {
@@ -413,6 +440,7 @@ fn apply(
         ));
     }
     slot.steps += 1;
+    let start = matches!(action, ActorModelAction::Recover(_));
     let stutter = !start && out.is_empty() && after == before;
     if stutter {
         outcome.stutters += 1;
@@ -447,11 +475,10 @@ fn apply(
         }
     }
     let applied = Applied {
+        step: index,
         id,
-        delivered: delivered.as_ref().map(|(src, msg)| (*src, msg)),
+        action: &action,
         out: &out,
-        crash: false,
-        start,
     };
     observe(world, &applied, observers, index, &mut outcome.violations);
     Ok(())

@@ -1,0 +1,544 @@
+//! A real run in stateright's explorer: `model -- explore --trace TRACE_DIR`.
+//!
+//! `conform` replays a run through the model's actors in place, changing one state where it
+//! stands, which is what makes millions of steps cheap. Here the same run is taken the way the
+//! model checker takes steps: each replayed step is a stateright `ActorModelAction`, checked
+//! to be enabled in the last state (the message is in the network, the timer is set, the actor
+//! is up or down as the action needs), and the next state is whatever the conformance model's
+//! own `ActorModel::next_state` computes. The path is served by stateright's explorer through
+//! [`ReplayedRun`], a model whose every state has one action, the run's next step; every view
+//! of the explorer works on it: the model state after each step (actor states, network,
+//! timers, storages, history), the property verdicts ("Run to completion" evaluates every
+//! property of the model along the run), and a sequence diagram of the latest steps.
+//!
+//! The model checker starts from `ActorModel::init_states`, every actor started. A real run
+//! starts with every process down, and they start one after another (spares late, restarted
+//! ones again), so the replayed path starts one state earlier, with every actor down
+//! ([`super::shadow::all_down`]), and each start is a `Recover` from the storage the model
+//! holds for the actor.
+//!
+//! The explorer recomputes a path from its first state on every request, and every
+//! `ActorModel` step copies the network (a duplicating network keeps every message ever
+//! sent), so a path of thousands of steps is slow to browse. The explorer therefore shows a
+//! window of the run: by default the steps that lead to the first failure, or the first steps
+//! of a run that passed; its first state is computed once, when the command starts.
+
+use super::replay::{Applied, Envelope, FastMap, Observer};
+use super::shadow::{all_down, Shadow};
+use super::world::World;
+use crate::{ModelAction, ModelState, SmrModel};
+use smr::{Msg, Node};
+use spec::digest_of;
+use stateright::actor::{ActorModelAction, Envelope as Sent, Id, Network};
+use stateright::{Model, Path, Property};
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// One replayed step, as the model's action.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The step's place in conform's replayed order (stutters and crashes count).
+    pub number: u64,
+    pub action: ModelAction,
+    /// For a delivery: the number of the step that sent the message (first).
+    pub sent_at: Option<u64>,
+}
+
+/// Collects the replayed steps as model actions, up to a limit.
+pub struct Recorder {
+    limit: usize,
+    pub steps: Vec<Step>,
+    /// Whether steps beyond the limit were left out.
+    pub truncated: bool,
+    first_send: FastMap<Envelope, u64>,
+}
+
+impl Recorder {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            steps: Vec::new(),
+            truncated: false,
+            first_send: FastMap::default(),
+        }
+    }
+}
+
+impl Observer for Recorder {
+    fn after_step(
+        &mut self,
+        _world: &World<'_>,
+        applied: &Applied<'_>,
+    ) -> Vec<(&'static str, String)> {
+        if self.steps.len() >= self.limit {
+            self.truncated = true;
+            return Vec::new();
+        }
+        let sent_at = applied.delivered().and_then(|(src, msg)| {
+            let key = (usize::from(src) as u64, applied.id as u64, digest_of(msg));
+            self.first_send.get(&key).copied()
+        });
+        for command in applied.out.iter() {
+            if let stateright::actor::Command::Send(dst, msg) = command {
+                let key = (applied.id as u64, usize::from(*dst) as u64, digest_of(msg));
+                self.first_send.entry(key).or_insert(applied.step);
+            }
+        }
+        self.steps.push(Step {
+            number: applied.step,
+            action: applied.action.clone(),
+            sent_at,
+        });
+        Vec::new()
+    }
+}
+
+/// Whether `action` is enabled in `state` in stateright's `ActorModel` (with the conformance
+/// model's unordered duplicating network, where a sent message stays deliverable).
+pub fn enabled(state: &ModelState, action: &ModelAction) -> Result<(), String> {
+    let down = |id: &Id| state.crashed.get(usize::from(*id)).copied().unwrap_or(true);
+    match action {
+        ActorModelAction::Deliver { src, dst, msg } => {
+            if down(dst) {
+                return Err(format!("{dst:?} is down"));
+            }
+            let Network::UnorderedDuplicating(sent, _) = &state.network else {
+                return Err("the conformance model's network is unordered and duplicating".into());
+            };
+            let envelope = Sent {
+                src: *src,
+                dst: *dst,
+                msg: msg.clone(),
+            };
+            if sent.contains(&envelope) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no such message from {src:?} to {dst:?} in the network"
+                ))
+            }
+        }
+        ActorModelAction::Drop(_) => Ok(()),
+        ActorModelAction::Timeout(id, timer) => {
+            let set = state
+                .timers_set
+                .get(usize::from(*id))
+                .is_some_and(|timers| timers.iter().any(|t| t == timer));
+            if down(id) || !set {
+                Err(format!("{id:?}'s {timer:?} timer is not set"))
+            } else {
+                Ok(())
+            }
+        }
+        ActorModelAction::Crash(id) if down(id) => Err(format!("{id:?} is down already")),
+        ActorModelAction::Crash(_) => Ok(()),
+        ActorModelAction::Recover(id) if down(id) => Ok(()),
+        ActorModelAction::Recover(id) => Err(format!("{id:?} is up")),
+        ActorModelAction::SelectRandom { actor, key, random } => {
+            let offered = state
+                .random_choices
+                .get(usize::from(*actor))
+                .and_then(|choices| choices.map.get(key))
+                .is_some_and(|choices| choices.contains(random));
+            if offered {
+                Ok(())
+            } else {
+                Err(format!("{actor:?} was not offered {random:?} for {key:?}"))
+            }
+        }
+    }
+}
+
+/// The model's next state after `action`: a step the `ActorModel` ignores (it changes
+/// nothing) leaves the state as it was.
+fn next(model: &SmrModel, state: &ModelState, action: &ModelAction) -> ModelState {
+    model
+        .next_state(state, action.clone())
+        .unwrap_or_else(|| state.clone())
+}
+
+/// A walk of recorded steps through `ActorModel::next_state`.
+pub struct Walk {
+    /// Steps checked to be enabled and taken.
+    pub taken: usize,
+    /// Steps `ActorModel::next_state` ignored (a timer renewed, nothing else).
+    pub ignored: usize,
+    /// The first step not enabled, if any: its index among the steps walked, and why.
+    pub disabled: Option<(usize, String)>,
+    pub time: Duration,
+}
+
+/// Takes `steps` through the model from `state`, checking that each is enabled; stops at the
+/// first that is not. Returns the walk and the state it reached.
+pub fn walk(model: &SmrModel, mut state: ModelState, steps: &[Step]) -> (Walk, ModelState) {
+    let started = Instant::now();
+    let mut walk = Walk {
+        taken: 0,
+        ignored: 0,
+        disabled: None,
+        time: Duration::ZERO,
+    };
+    for (index, step) in steps.iter().enumerate() {
+        if let Err(why) = enabled(&state, &step.action) {
+            walk.disabled = Some((index, why));
+            break;
+        }
+        match model.next_state(&state, step.action.clone()) {
+            Some(next) => state = next,
+            None => walk.ignored += 1,
+        }
+        walk.taken += 1;
+    }
+    walk.time = started.elapsed();
+    (walk, state)
+}
+
+/// The model state after step `after` of the run in `dir` (a conform step number; 0: before
+/// the first), from the complete shadow state that the replay changes in place (a walk through
+/// `ActorModel::next_state` copies the whole state at every step, which on a long run costs
+/// time quadratic in its length).
+pub fn state_after(
+    dir: &std::path::Path,
+    model: &SmrModel,
+    after: u64,
+) -> Result<ModelState, String> {
+    if after == 0 {
+        return Ok(all_down(model));
+    }
+    let mut shadow = Shadow::complete(model, after);
+    super::replay_dir(dir, model, &mut [&mut shadow])?;
+    shadow
+        .snapshot
+        .ok_or_else(|| format!("the replay did not reach step {after}"))
+}
+
+/// A state of the replayed run: the model state after the window's first `index` steps.
+#[derive(Clone, Debug, Hash, PartialEq)]
+pub struct RunState {
+    /// Steps of the window taken.
+    pub index: usize,
+    /// The conform step number of the last step taken (0 before the first).
+    pub after_step: u64,
+    pub state: ModelState,
+}
+
+/// A window of a real run as a stateright model: one action per state, the run's next step.
+pub struct ReplayedRun {
+    model: SmrModel,
+    start: ModelState,
+    start_number: u64,
+    steps: Vec<Step>,
+}
+
+impl ReplayedRun {
+    /// The run from `start` (the state before `steps[0]`, which is conform step
+    /// `start_number + 1` or later) through `steps`.
+    pub fn new(model: SmrModel, start: ModelState, start_number: u64, steps: Vec<Step>) -> Self {
+        Self {
+            model,
+            start,
+            start_number,
+            steps,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Property `I` of the conformance model, evaluated on a replayed state (stateright's
+/// properties are plain function pointers, so each index gets its own function).
+fn inner_property<const I: usize>(run: &ReplayedRun, state: &RunState) -> bool {
+    run.model
+        .properties
+        .get(I)
+        .is_none_or(|property| (property.condition)(&run.model, &state.state))
+}
+
+type Condition = fn(&ReplayedRun, &RunState) -> bool;
+
+/// One wrapper per property of the model, in order.
+const CONDITIONS: [Condition; 24] = [
+    inner_property::<0>,
+    inner_property::<1>,
+    inner_property::<2>,
+    inner_property::<3>,
+    inner_property::<4>,
+    inner_property::<5>,
+    inner_property::<6>,
+    inner_property::<7>,
+    inner_property::<8>,
+    inner_property::<9>,
+    inner_property::<10>,
+    inner_property::<11>,
+    inner_property::<12>,
+    inner_property::<13>,
+    inner_property::<14>,
+    inner_property::<15>,
+    inner_property::<16>,
+    inner_property::<17>,
+    inner_property::<18>,
+    inner_property::<19>,
+    inner_property::<20>,
+    inner_property::<21>,
+    inner_property::<22>,
+    inner_property::<23>,
+];
+
+impl Model for ReplayedRun {
+    type State = RunState;
+    type Action = ModelAction;
+
+    fn init_states(&self) -> Vec<RunState> {
+        vec![RunState {
+            index: 0,
+            after_step: self.start_number,
+            state: self.start.clone(),
+        }]
+    }
+
+    fn actions(&self, state: &RunState, actions: &mut Vec<ModelAction>) {
+        if let Some(step) = self.steps.get(state.index) {
+            actions.push(step.action.clone());
+        }
+    }
+
+    fn next_state(&self, last: &RunState, action: ModelAction) -> Option<RunState> {
+        Some(RunState {
+            index: last.index + 1,
+            after_step: self.steps.get(last.index).map_or(0, |step| step.number),
+            state: next(&self.model, &last.state, &action),
+        })
+    }
+
+    fn format_action(&self, action: &ModelAction) -> String {
+        self.model.format_action(action)
+    }
+
+    fn format_step(&self, last: &RunState, action: ModelAction) -> Option<String> {
+        self.model.format_step(&last.state, action)
+    }
+
+    fn as_svg(&self, path: Path<RunState, ModelAction>) -> Option<String> {
+        let taken = path.last_state().index.min(self.steps.len());
+        let from = taken.saturating_sub(DIAGRAM_STEPS);
+        Some(diagram(&self.model.actors, &self.steps[from..taken]))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.model
+            .properties
+            .iter()
+            .zip(CONDITIONS)
+            .map(|(property, condition)| Property {
+                expectation: property.expectation.clone(),
+                name: property.name,
+                condition,
+            })
+            .collect()
+    }
+}
+
+/// Steps the sequence diagram shows: the latest ones up to the state shown.
+const DIAGRAM_STEPS: usize = 40;
+
+/// A sequence diagram of `steps`: a lifeline per actor that takes part, a row per step, an
+/// arrow from the row that sent a message to the row that delivered it (from the top edge
+/// when the send is above the diagram).
+fn diagram(actors: &[Node], steps: &[Step]) -> String {
+    const LEFT: usize = 70;
+    const COLUMN: usize = 110;
+    const TOP: usize = 50;
+    const ROW: usize = 26;
+    let mut ids: Vec<usize> = steps
+        .iter()
+        .flat_map(|step| match &step.action {
+            ActorModelAction::Deliver { src, dst, .. } => {
+                vec![usize::from(*src), usize::from(*dst)]
+            }
+            ActorModelAction::Timeout(id, _)
+            | ActorModelAction::Crash(id)
+            | ActorModelAction::Recover(id) => vec![usize::from(*id)],
+            ActorModelAction::SelectRandom { actor, .. } => vec![usize::from(*actor)],
+            ActorModelAction::Drop(envelope) => vec![usize::from(envelope.dst)],
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let x = |id: usize| LEFT + COLUMN * ids.iter().position(|i| *i == id).unwrap_or(0);
+    let y = |row: usize| TOP + ROW * (row + 1);
+    let width = LEFT + COLUMN * ids.len() + 160;
+    let height = y(steps.len()) + ROW;
+    let mut svg = format!(
+        "<svg version='1.1' baseProfile='full' width='{width}' height='{height}' viewbox='-10 -10 {} {}' xmlns='http://www.w3.org/2000/svg'>\
+         <defs><marker class='svg-event-shape' id='arrow' markerWidth='12' markerHeight='10' refX='12' refY='5' orient='auto'><polygon points='0 0, 12 5, 0 10' /></marker></defs>",
+        width + 20,
+        height + 20
+    );
+    for id in &ids {
+        let name = match actors.get(*id) {
+            Some(Node::Replica(_)) => format!("replica {id}"),
+            _ => format!("client {id}"),
+        };
+        let _ = write!(
+            svg,
+            "<line x1='{0}' y1='{1}' x2='{0}' y2='{height}' class='svg-actor-timeline' />\
+             <text x='{0}' y='{2}' class='svg-actor-label'>{name}</text>",
+            x(*id),
+            TOP,
+            TOP - 10
+        );
+    }
+    let rows: FastMap<u64, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(row, step)| (step.number, row))
+        .collect();
+    for (row, step) in steps.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<text x='0' y='{}' class='svg-event-label'>#{}</text>",
+            y(row) + 4,
+            step.number
+        );
+        let (at, label) = match &step.action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let from_y = step
+                    .sent_at
+                    .and_then(|sent| rows.get(&sent))
+                    .map_or(TOP, |sent_row| y(*sent_row));
+                let _ = write!(
+                    svg,
+                    "<line x1='{}' y1='{from_y}' x2='{}' y2='{}' marker-end='url(#arrow)' class='svg-event-line' />",
+                    x(usize::from(*src)),
+                    x(usize::from(*dst)),
+                    y(row)
+                );
+                (usize::from(*dst), kind(msg))
+            }
+            ActorModelAction::Timeout(id, timer) => {
+                (usize::from(*id), format!("{timer:?} timeout"))
+            }
+            ActorModelAction::Crash(id) => (usize::from(*id), "crash".to_string()),
+            ActorModelAction::Recover(id) => (usize::from(*id), "start".to_string()),
+            ActorModelAction::SelectRandom { actor, .. } => {
+                (usize::from(*actor), "random choice".to_string())
+            }
+            ActorModelAction::Drop(envelope) => (usize::from(envelope.dst), "drop".to_string()),
+        };
+        let _ = write!(
+            svg,
+            "<circle cx='{0}' cy='{1}' r='4' class='svg-event-shape' />\
+             <text x='{2}' y='{3}' class='svg-event-label'>{label}</text>",
+            x(at),
+            y(row),
+            x(at) + 8,
+            y(row) + 4
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A message's kind, for the diagram: its variant's name.
+fn kind(msg: &Msg) -> String {
+    let text = format!("{msg:?}");
+    text.chars().take_while(|c| c.is_alphanumeric()).collect()
+}
+
+/// Which part of the run the explorer shows.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowChoice {
+    /// The first conform step to show (default: the window ends at the first failure, or
+    /// starts at the run's beginning if it passed).
+    pub from: Option<u64>,
+    /// Steps in the window.
+    pub steps: usize,
+}
+
+/// Steps recorded at most: enough for any test run; a benchmark's millions of steps are for
+/// `conform`, not for browsing.
+pub const RECORD_LIMIT: usize = 2_000_000;
+
+/// A replayed run, ready to serve.
+pub struct Prepared {
+    pub report: super::Report,
+    pub run: ReplayedRun,
+    pub walk: Walk,
+    /// Conform step numbers of the window's first and last steps.
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Replays the traces in `dir` (the full conformance check, whose report comes back too),
+/// picks the window, and walks the run through the model up to the window's end.
+pub fn prepare(
+    dir: &std::path::Path,
+    options: &super::Options,
+    choice: WindowChoice,
+) -> Result<Prepared, String> {
+    let mut recorder = Recorder::new(RECORD_LIMIT);
+    let (report, model) = super::run_with(dir, options, &mut [&mut recorder])?;
+    let steps = recorder.steps;
+    // The conform step of the first failure: a diverging step was not applied (the window
+    // ends before it); a violating step was (the window ends with it).
+    let failure = report
+        .divergence
+        .as_ref()
+        .map(|d| d.step.saturating_sub(1))
+        .into_iter()
+        .chain(report.violations.iter().map(|(_, step, _)| *step))
+        .min();
+    let (start, end) = match (choice.from, failure) {
+        (Some(from), _) => {
+            let start = steps.partition_point(|step| step.number < from);
+            (start, (start + choice.steps).min(steps.len()))
+        }
+        (None, Some(failure)) => {
+            let end = steps.partition_point(|step| step.number <= failure);
+            if end == steps.len() && recorder.truncated {
+                return Err(format!(
+                    "the first failure is at step {failure}, beyond the {RECORD_LIMIT} steps the explorer records"
+                ));
+            }
+            (end.saturating_sub(choice.steps), end)
+        }
+        (None, None) => (0, choice.steps.min(steps.len())),
+    };
+    if start >= end {
+        return Err(format!(
+            "the window is empty: the run has {} replayed steps that change something",
+            steps.len()
+        ));
+    }
+    let start_number = if start == 0 {
+        0
+    } else {
+        steps[start - 1].number
+    };
+    if start_number > 0 && !report.exact {
+        return Err(format!(
+            "a window from step {} needs the model state there, history included, and this run is beyond the exact limits ({} steps, {} operations at most: stateright's linearizability tester searches the whole history on every operation); explore its first steps with --from 1, or a shorter run",
+            steps[start].number, options.exact_limit, options.exact_operations
+        ));
+    }
+    let first_state = state_after(dir, &model, start_number)?;
+    let (walk, _) = walk(&model, first_state.clone(), &steps[start..end]);
+    let first = steps[start].number;
+    let last = steps[end - 1].number;
+    // Up to the first step the model does not enable, if the walk found one.
+    let window: Vec<Step> = steps[start..start + walk.taken].to_vec();
+    let run = ReplayedRun::new(model, first_state, start_number, window);
+    Ok(Prepared {
+        report,
+        run,
+        walk,
+        first,
+        last,
+    })
+}
