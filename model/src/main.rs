@@ -366,10 +366,15 @@ fn explore_trace(
     let _ = prepared.report.print(&mut std::io::stdout());
     let walk = &prepared.walk;
     println!(
-        "Explorer: steps {} to {} of the run ({} steps that change something), replayed through stateright's ActorModel::next_state from every actor down: {} steps taken in {:.2} s, each enabled in the model{}",
+        "Explorer: steps {} to {} of the run ({} steps that change something), from the model state {}, then through stateright's ActorModel::next_state: {} steps taken in {:.2} s, each enabled in the model{}",
         prepared.first,
         prepared.last,
         prepared.run.len(),
+        if prepared.first <= 1 {
+            "with every actor down"
+        } else {
+            "the replay reached before them"
+        },
         walk.taken,
         walk.time.as_secs_f64(),
         if walk.ignored > 0 {

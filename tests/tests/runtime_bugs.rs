@@ -4,6 +4,8 @@
 
 use e2e::ops::{get, put};
 use e2e::{ClusterOptions, TestCluster};
+use model::conform::explore::{self, WindowChoice};
+use model::conform::Options;
 use smr::runtime::RuntimeBug;
 use std::time::Duration;
 
@@ -33,14 +35,28 @@ async fn traffic(cluster: &TestCluster, tag: &str) {
     }
 }
 
-/// The report's text, asserting that the run was found not to conform.
+/// The report's text, asserting that the run was found not to conform, and that the
+/// explorer opens on the steps that lead to the failure.
 fn fails(cluster: &TestCluster) -> String {
     let report = cluster.check_traces();
     let mut text = Vec::new();
     report.print(&mut text).unwrap();
     let text = String::from_utf8_lossy(&text).into_owned();
     assert!(!report.passed(), "the bug went unnoticed:\n{text}");
+    assert!(text.contains("explore --trace"), "{text}");
     eprintln!("{text}");
+    let window = WindowChoice {
+        from: None,
+        steps: 100,
+    };
+    let prepared = explore::prepare(&cluster.trace_dir(), &Options::default(), window)
+        .expect("the explorer can show the run");
+    assert!(!prepared.run.is_empty());
+    assert_eq!(prepared.walk.disabled, None, "{text}");
+    if let Some(divergence) = &report.divergence {
+        // The window ends with the last step before the one that diverges.
+        assert!(prepared.last < divergence.step, "{text}");
+    }
     text
 }
 

@@ -138,7 +138,15 @@ impl Report {
             out,
             "Verdict: {}",
             if self.passed() { "CONFORMS" } else { "FAILS" }
-        )
+        )?;
+        if !self.passed() {
+            writeln!(
+                out,
+                "To see the steps that lead there in stateright's explorer: cargo run --release -p model -- explore --trace {}",
+                self.dir.display()
+            )?;
+        }
+        Ok(())
     }
 }
 
