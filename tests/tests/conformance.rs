@@ -199,5 +199,19 @@ async fn join_and_quit_under_load_conform() {
             .expect("the writers are answered throughout");
     }
     load(&cluster, 1, 3, "after").await;
-    cluster.conform();
+    let exact = cluster.conform();
+    assert!(exact.exact);
+    // The incremental checks that long runs get, on the same run: quorums counted in each
+    // slot's own configuration, and reconfiguration safety among the verdicts.
+    let options = model::conform::Options {
+        exact_limit: 0,
+        ..model::conform::Options::default()
+    };
+    let incremental = model::conform::run(&cluster.trace_dir(), &options).unwrap();
+    let mut text = Vec::new();
+    incremental.print(&mut text).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert!(!incremental.exact);
+    assert!(incremental.passed(), "{text}");
+    assert!(text.contains("reconfiguration safety: holds"), "{text}");
 }

@@ -12,7 +12,13 @@
 //!   after another one returned comes later in the log. (An SMR that passes this is
 //!   linearizable; stateright's tester, which searches for any witness, runs in exact mode.)
 //! - durability is checked when a write is acknowledged;
-//! - quorums are majorities of the initial members (no reconfiguration).
+//! - reconfiguration safety checks each chosen slot's electorate once the reference knows the
+//!   slot's configuration, a replica's configuration on each of its steps, and each vote when
+//!   it is sent.
+//!
+//! Quorums are those of the model: a value is chosen by a majority of the electorate the
+//! leader counted for its slot, and reconfiguration safety checks that electorate against the
+//! configuration the chosen log gives the slot.
 
 use super::replay::{Applied, FastMap, Observer};
 use super::world::World;
@@ -34,6 +40,7 @@ pub const PROPERTIES: &[&str] = &[
     "durability",
     "checkpoint safety",
     "audit digests agree",
+    "reconfiguration safety",
 ];
 
 /// Replica steps between two full scans of a replica's log for agreement.
@@ -48,14 +55,31 @@ struct ReplicaSeen {
     last: Option<Slot>,
     checkpoint: Option<(Slot, Digest)>,
     log_start: Slot,
+    /// The slots executed when its configuration was last checked.
+    executed: Option<Slot>,
     steps: u64,
+}
+
+/// A proposal seen in an Accept: its command, who accepted it, and the electorate the leader
+/// counts its quorum in (bit per replica id).
+struct Proposal {
+    command: Command,
+    voters: u64,
+    electorate: u64,
 }
 
 /// The incremental checker's auxiliary state.
 pub struct Incremental<'m> {
     model: &'m SmrModel,
-    quorum: usize,
-    proposals: FastMap<(Slot, Ballot), (Command, u64)>,
+    /// Majority of the initial members: the quorum of a reply whose slot was never seen
+    /// chosen (which exactly-once then reports).
+    initial_quorum: usize,
+    proposals: FastMap<(Slot, Ballot), Proposal>,
+    /// The electorate each chosen slot was chosen by (the first time).
+    chosen_by: FastMap<Slot, u64>,
+    /// Chosen (slot, ballot, electorate) whose slot's configuration the reference does not
+    /// know yet.
+    unverified: BTreeMap<Slot, Vec<(Ballot, u64)>>,
     chosen: BTreeMap<Slot, Command>,
     reference: ReferenceExecution,
     /// Replies whose slot the reference has not reached yet.
@@ -74,8 +98,10 @@ impl<'m> Incremental<'m> {
     pub fn new(model: &'m SmrModel) -> Self {
         Self {
             model,
-            quorum: model.cfg.replicas / 2 + 1,
+            initial_quorum: model.cfg.replicas / 2 + 1,
             proposals: FastMap::default(),
+            chosen_by: FastMap::default(),
+            unverified: BTreeMap::new(),
             chosen: BTreeMap::new(),
             reference: model.init_history.reference.clone(),
             pending: BTreeMap::new(),
@@ -111,6 +137,28 @@ impl<'m> Incremental<'m> {
                     self.reference.apply_next(next);
                 }
                 self.check_pending(found);
+            }
+        }
+    }
+
+    /// Checks the electorate of every chosen slot whose configuration the reference now knows:
+    /// it must be the slot's own configuration.
+    fn verify_electorates(&mut self, found: &mut Vec<(&'static str, String)>) {
+        while let Some(entry) = self.unverified.first_entry() {
+            let slot = *entry.key();
+            let Some(members) = self.reference.electorate(slot) else {
+                break;
+            };
+            let expected = members
+                .iter()
+                .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
+            for (ballot, counted) in entry.remove() {
+                if counted != expected {
+                    found.push((
+                        "reconfiguration safety",
+                        format!("slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"),
+                    ));
+                }
             }
         }
     }
@@ -166,22 +214,56 @@ impl<'m> Incremental<'m> {
                 ballot,
                 slot,
                 command,
+                electorate,
                 ..
             } => {
                 self.proposals
                     .entry((*slot, *ballot))
-                    .or_insert_with(|| (command.clone(), 1 << usize::from(src)));
+                    .or_insert_with(|| Proposal {
+                        command: command.clone(),
+                        voters: 1 << usize::from(src),
+                        electorate: electorate.bits(),
+                    });
             }
-            Msg::Accepted { ballot, slot, .. } => {
-                let quorum = self.quorum;
-                let Some((command, voters)) = self.proposals.get_mut(&(*slot, *ballot)) else {
+            Msg::Accepted {
+                ballot,
+                slot,
+                epoch,
+                pending,
+                ..
+            } => {
+                // The configuration the voter's state holds came from executing chosen
+                // slots, so the reference went through it.
+                let member = self.reference.configurations().iter().any(|(_, c)| {
+                    c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(src)
+                });
+                if !member {
+                    found.push((
+                        "reconfiguration safety",
+                        format!(
+                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (epoch {epoch}{}) does not make it a member",
+                            usize::from(src),
+                            if *pending { " with a change pending" } else { "" }
+                        ),
+                    ));
+                }
+                let Some(proposal) = self.proposals.get_mut(&(*slot, *ballot)) else {
                     return;
                 };
-                let before = voters.count_ones() as usize;
-                *voters |= 1 << usize::from(src);
-                if before < quorum && voters.count_ones() as usize == quorum {
-                    let command = command.clone();
+                let electorate = proposal.electorate;
+                let quorum = electorate.count_ones() as usize / 2 + 1;
+                let before = (proposal.voters & electorate).count_ones() as usize;
+                proposal.voters |= 1 << usize::from(src);
+                let votes = (proposal.voters & electorate).count_ones() as usize;
+                if before < quorum && votes == quorum {
+                    let command = proposal.command.clone();
+                    self.chosen_by.entry(*slot).or_insert(electorate);
+                    self.unverified
+                        .entry(*slot)
+                        .or_default()
+                        .push((*ballot, electorate));
                     self.choose(*slot, command, found);
+                    self.verify_electorates(found);
                 }
             }
             // The client's own send (not a follower's forward), and not a retry.
@@ -241,8 +323,15 @@ impl<'m> Incremental<'m> {
                 })
                 .count()
         };
-        let quorum = self.quorum;
-        if let Err(why) = properties::durability([(request, slot)], holders, |_| quorum) {
+        // A quorum of the electorate that chose the slot.
+        let quorum = |slot: Slot| {
+            self.chosen_by
+                .get(&slot)
+                .map_or(self.initial_quorum, |electorate| {
+                    electorate.count_ones() as usize / 2 + 1
+                })
+        };
+        if let Err(why) = properties::durability([(request, slot)], holders, quorum) {
             found.push(("durability", why));
         }
     }
@@ -289,6 +378,21 @@ impl<'m> Incremental<'m> {
         };
         let seen = &mut self.replicas[id];
         seen.steps += 1;
+        // Configurations form one chain: the replica's is the chosen log's after the slots
+        // it executed (its configuration changes only by executing, or installing, slots).
+        let expected = self.reference.configuration_after(replica.executed);
+        if expected.is_some() && seen.executed != Some(replica.executed) {
+            seen.executed = Some(replica.executed);
+            if expected.is_some_and(|c| *c != replica.service.configuration) {
+                found.push((
+                    "reconfiguration safety",
+                    format!(
+                        "replica {id} holds configuration {:?} after {} slots, but the chosen log gives {expected:?}",
+                        replica.service.configuration, replica.executed
+                    ),
+                ));
+            }
+        }
         let full = seen.steps % FULL_SCAN_EVERY == 0;
         let from = if full {
             0
@@ -342,7 +446,12 @@ impl<'m> Incremental<'m> {
                 .filter_map(|s| s.storage.as_ref())
                 .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= log_start))
                 .count();
-            if log_start > 0 && holders < self.quorum {
+            // A quorum of the configuration in force at the truncation point.
+            let quorum = self
+                .reference
+                .configuration_after(log_start)
+                .map_or(usize::MAX, |c| c.quorum());
+            if log_start > 0 && holders < quorum {
                 found.push((
                     "checkpoint safety",
                     format!("replica {id} discarded the slots below {log_start} but only {holders} replicas hold a checkpoint that covers them"),
