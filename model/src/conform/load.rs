@@ -43,9 +43,20 @@ pub struct Loaded {
     pub torn: Vec<PathBuf>,
 }
 
+/// The largest actor id a trace may use. The model indexes actors by id, so the runs it
+/// replays number their clients densely after the replicas (as the tests and the benchmark
+/// do); the `smr` command's clients pick random ids at or above 2^32, and a run they drive
+/// cannot be replayed.
+pub const MAX_ACTOR_ID: u64 = (1 << 20) - 1;
+
 /// Reads `dir` and prepares the replay.
 pub fn load(dir: &std::path::Path) -> Result<Loaded, String> {
     let set = read_dir::<Msg, Timer, (), Storage>(dir)?;
+    if let Some(id) = set.actors.keys().find(|id| **id > MAX_ACTOR_ID) {
+        return Err(format!(
+            "actor id {id} is beyond {MAX_ACTOR_ID}: the model indexes actors by id, so conform replays runs whose clients are numbered densely after the replicas (tests, `bench --trace`); clients of the `smr` command pick random ids and their runs cannot be replayed"
+        ));
+    }
     let size = set.actors.keys().max().map_or(0, |max| *max as usize + 1);
     let mut loaded = Loaded {
         actors: vec![None; size],
