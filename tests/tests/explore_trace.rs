@@ -33,7 +33,7 @@ async fn a_replayed_run_is_a_path_of_the_actor_model_and_opens_in_the_explorer()
     cluster.client(ops("c")).run().await.expect("answered");
     let dir = cluster.trace_dir();
 
-    let mut recorder = Recorder::new(usize::MAX);
+    let mut recorder = Recorder::new(0, usize::MAX);
     let (report, model) =
         model::conform::run_with(&dir, &Options::default(), &mut [&mut recorder]).unwrap();
     assert!(report.passed() && report.exact);

@@ -44,20 +44,26 @@ pub struct Step {
     pub sent_at: Option<u64>,
 }
 
-/// Collects the replayed steps as model actions, up to a limit.
+/// Collects the replayed steps as model actions: those from a step number on, up to a limit.
 pub struct Recorder {
+    from: u64,
     limit: usize,
     pub steps: Vec<Step>,
+    /// The number of the last step before `from` (0 if none).
+    pub before: u64,
     /// Whether steps beyond the limit were left out.
     pub truncated: bool,
     first_send: FastMap<Envelope, u64>,
 }
 
 impl Recorder {
-    pub fn new(limit: usize) -> Self {
+    /// Records the steps numbered `from` and after (`from` 0 or 1: all), at most `limit`.
+    pub fn new(from: u64, limit: usize) -> Self {
         Self {
+            from,
             limit,
             steps: Vec::new(),
+            before: 0,
             truncated: false,
             first_send: FastMap::default(),
         }
@@ -84,11 +90,15 @@ impl Observer for Recorder {
                 self.first_send.entry(key).or_insert(applied.step);
             }
         }
-        self.steps.push(Step {
-            number: applied.step,
-            action: applied.action.clone(),
-            sent_at,
-        });
+        if applied.step < self.from {
+            self.before = applied.step;
+        } else {
+            self.steps.push(Step {
+                number: applied.step,
+                action: applied.action.clone(),
+                sent_at,
+            });
+        }
         Vec::new()
     }
 }
@@ -461,9 +471,9 @@ pub struct WindowChoice {
     pub steps: usize,
 }
 
-/// Steps recorded at most: enough for any test run; a benchmark's millions of steps are for
-/// `conform`, not for browsing.
-pub const RECORD_LIMIT: usize = 2_000_000;
+/// Steps recorded at most to find the window before a failure: enough for any test run; a
+/// benchmark's millions of steps are for `conform`, not for browsing.
+pub const RECORD_LIMIT: usize = 1_000_000;
 
 /// A replayed run, ready to serve.
 pub struct Prepared {
@@ -482,7 +492,10 @@ pub fn prepare(
     options: &super::Options,
     choice: WindowChoice,
 ) -> Result<Prepared, String> {
-    let mut recorder = Recorder::new(RECORD_LIMIT);
+    let mut recorder = match choice.from {
+        Some(from) => Recorder::new(from, choice.steps),
+        None => Recorder::new(0, RECORD_LIMIT),
+    };
     let (report, model) = super::run_with(dir, options, &mut [&mut recorder])?;
     let steps = recorder.steps;
     // The conform step of the first failure: a diverging step was not applied (the window
@@ -495,10 +508,7 @@ pub fn prepare(
         .chain(report.violations.iter().map(|(_, step, _)| *step))
         .min();
     let (start, end) = match (choice.from, failure) {
-        (Some(from), _) => {
-            let start = steps.partition_point(|step| step.number < from);
-            (start, (start + choice.steps).min(steps.len()))
-        }
+        (Some(_), _) => (0, steps.len()),
         (None, Some(failure)) => {
             let end = steps.partition_point(|step| step.number <= failure);
             if end == steps.len() && recorder.truncated {
@@ -511,15 +521,18 @@ pub fn prepare(
         (None, None) => (0, choice.steps.min(steps.len())),
     };
     if start >= end {
-        return Err(format!(
-            "the window is empty: the run has {} replayed steps that change something",
-            steps.len()
-        ));
+        let last = steps.last().map_or(0, |step| step.number);
+        return Err(match choice.from {
+            Some(from) => format!(
+                "--from {from} is beyond the run's last step, {}",
+                recorder.before.max(last)
+            ),
+            None => "the run has no step to show".to_string(),
+        });
     }
-    let start_number = if start == 0 {
-        0
-    } else {
-        steps[start - 1].number
+    let start_number = match start {
+        0 => recorder.before,
+        _ => steps[start - 1].number,
     };
     if start_number > 0 && !report.exact {
         return Err(format!(
@@ -541,4 +554,16 @@ pub fn prepare(
         first,
         last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_property_of_the_model_has_a_wrapper() {
+        let model = crate::build(&crate::ModelConfig::default());
+        assert!(!model.properties.is_empty());
+        assert!(model.properties.len() <= CONDITIONS.len());
+    }
 }

@@ -213,6 +213,7 @@ fn first_save(instance: &NodeInstance) -> usize {
 /// Checks the runtime's rule that a step's messages leave only after its storage is durable:
 /// every release must follow the durability of every saving step it covers.
 fn released_before_durable(instance: &NodeInstance) -> Option<String> {
+    // In step order, so increasing.
     let saving: Vec<u64> = instance
         .steps
         .iter()
@@ -225,7 +226,8 @@ fn released_before_durable(instance: &NodeInstance) -> Option<String> {
             Mark::Durable { through } => durable = durable.max(through),
             Mark::Released { through } => {
                 // The last saving step the release covers must be durable already.
-                let last_save = saving.iter().copied().filter(|seq| *seq <= through).max();
+                let covered = saving.partition_point(|seq| *seq <= through);
+                let last_save = covered.checked_sub(1).map(|index| saving[index]);
                 if let Some(step) = last_save.filter(|step| *step > durable) {
                     return Some(format!(
                         "actor {}: the messages of steps up to {through} were released while step {step}'s storage was not yet durable (durable up to step {durable})",
