@@ -87,8 +87,17 @@ struct Arguments {
     trace: Option<PathBuf>,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let arguments = Arguments::parse();
+fn main() -> std::process::ExitCode {
+    match run(Arguments::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -136,6 +145,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         SyncPolicy::Fsync
     };
+    // A bench run starts a fresh cluster: traces of an earlier run in the same directory would
+    // read as restarts of these replicas, and the run would not replay.
+    if let Some(dir) = &arguments.trace {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let traces = entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "trace"))
+                .count();
+            if traces > 0 {
+                return Err(format!(
+                    "{} already holds {traces} trace files of another run: give a new or empty directory",
+                    dir.display()
+                )
+                .into());
+            }
+        }
+    }
     let sink = |prefix: &str| -> Result<Option<SharedSink>, String> {
         match &arguments.trace {
             Some(dir) => TraceSink::create_in(dir, prefix)
