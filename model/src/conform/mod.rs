@@ -189,6 +189,7 @@ pub fn run_with(
     report.load_time = loaded_in;
     report.replay_time = replay_started.elapsed();
     report.absorb(outcome);
+    // The checkers borrow the model that goes back to the caller.
     drop(incremental);
     drop(shadow);
     Ok((report, model))
