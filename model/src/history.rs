@@ -235,25 +235,21 @@ impl History {
             } => {
                 let proposal = history.proposals.get(&(*slot, *ballot))?;
                 let voter = 1u64 << usize::from(env.src);
-                // The configuration the voter's state holds came from executing chosen slots,
-                // so the reference went through it.
-                let member = history.reference.configurations().iter().any(|(_, c)| {
-                    c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(env.src)
-                });
-                let violation = !member && history.vote_violation.is_none();
+                let vote = crate::properties::vote_by_member(
+                    &history.reference,
+                    env.src,
+                    *slot,
+                    *ballot,
+                    *epoch,
+                    *pending,
+                );
+                let violation = vote.is_err() && history.vote_violation.is_none();
                 if proposal.voters & voter != 0 && !violation {
                     return None;
                 }
                 let mut next = history.clone();
-                if violation {
-                    next.vote_violation = Some(
-                        format!(
-                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (epoch {epoch}{}) does not make it a member",
-                            usize::from(env.src),
-                            if *pending { " with a change pending" } else { "" }
-                        )
-                        .into(),
-                    );
+                if let (true, Err(why)) = (violation, vote) {
+                    next.vote_violation = Some(why.into());
                 }
                 let proposal = Arc::make_mut(&mut next.proposals)
                     .get_mut(&(*slot, *ballot))
@@ -263,7 +259,7 @@ impl History {
                 }
                 // Chosen: a majority of the slot's electorate accepted it in one ballot.
                 let electorate = proposal.electorate;
-                let quorum = electorate.count_ones() as usize / 2 + 1;
+                let quorum = crate::properties::majority(electorate);
                 let before = (proposal.voters & electorate).count_ones() as usize;
                 proposal.voters |= voter;
                 let votes = (proposal.voters & electorate).count_ones() as usize;

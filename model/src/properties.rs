@@ -3,8 +3,10 @@
 
 use crate::history::History;
 use crate::{ModelState, SmrModel};
-use smr::{Node, NodeState};
+use smr::replica::ReplicaState;
+use smr::{Ballot, Node, NodeState};
 use spec::properties::{self, ReplicaView, Violation};
+use spec::reference::ReferenceExecution;
 use spec::{RequestId, Slot};
 use stateright::actor::Id;
 
@@ -63,38 +65,111 @@ pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Vi
     let history = &state.history;
     let reference = &history.reference;
     for (index, node) in state.actor_states.iter().enumerate() {
-        let Some(replica) = node.replica() else {
-            continue;
-        };
-        if let Some(expected) = reference.configuration_after(replica.executed) {
-            if *expected != replica.service.configuration {
-                return Err(format!(
-                    "replica {index} holds configuration {:?} after {} slots, but the chosen log gives {expected:?}",
-                    replica.service.configuration, replica.executed
-                ));
-            }
+        if let Some(replica) = node.replica() {
+            configuration_in_chain(reference, index, replica)?;
         }
     }
     for (slot, ballots) in history.chosen_in.iter() {
-        let Some(members) = reference.electorate(*slot) else {
-            continue;
-        };
-        let expected = members
-            .iter()
-            .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
         for ballot in ballots {
             let counted = history.proposals[&(*slot, *ballot)].electorate;
-            if counted != expected {
-                return Err(format!(
-                    "slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"
-                ));
-            }
+            electorate_of_slot(reference, *slot, *ballot, counted).unwrap_or(Ok(()))?;
         }
     }
     match &history.vote_violation {
         Some(violation) => Err(violation.to_string()),
         None => Ok(()),
     }
+}
+
+// --- Judgements shared by the model's properties and history and by `conform`'s incremental
+// checks, one item at a time. ---
+
+/// A majority of the replicas in `electorate` (a bit per replica id).
+pub fn majority(electorate: u64) -> usize {
+    electorate.count_ones() as usize / 2 + 1
+}
+
+/// Configurations form one chain: replica `index`'s configuration is the chosen log's after
+/// the slots it executed (nothing to judge while the reference has not applied that many).
+pub fn configuration_in_chain(
+    reference: &ReferenceExecution,
+    index: usize,
+    replica: &ReplicaState,
+) -> Result<(), Violation> {
+    match reference.configuration_after(replica.executed) {
+        Some(expected) if *expected != replica.service.configuration => Err(format!(
+            "replica {index} holds configuration {:?} after {} slots, but the chosen log gives {expected:?}",
+            replica.service.configuration, replica.executed
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `slot`, chosen in `ballot` by a quorum of `counted` (a bit per replica id), was
+/// counted in its own configuration; `None` while the reference does not know that
+/// configuration yet.
+pub fn electorate_of_slot(
+    reference: &ReferenceExecution,
+    slot: Slot,
+    ballot: Ballot,
+    counted: u64,
+) -> Option<Result<(), Violation>> {
+    let members = reference.electorate(slot)?;
+    let expected = members
+        .iter()
+        .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
+    Some(if counted == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"
+        ))
+    })
+}
+
+/// Only a member votes: the configuration the voter's state held (its epoch, and whether a
+/// change was pending) came from executing chosen slots, so the reference went through it,
+/// and it must include the voter.
+pub fn vote_by_member(
+    reference: &ReferenceExecution,
+    voter: Id,
+    slot: Slot,
+    ballot: Ballot,
+    epoch: u64,
+    pending: bool,
+) -> Result<(), Violation> {
+    let member = reference
+        .configurations()
+        .iter()
+        .any(|(_, c)| c.epoch == epoch && c.pending.is_some() == pending && c.includes(voter));
+    if member {
+        return Ok(());
+    }
+    Err(format!(
+        "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (epoch {epoch}{}) does not make it a member",
+        usize::from(voter),
+        if pending { " with a change pending" } else { "" }
+    ))
+}
+
+/// Checkpoint safety at a truncation point: the slots below `log_start` may go only once a
+/// quorum of the configuration in force there holds a checkpoint that covers them
+/// (`holders` of them do).
+pub fn truncation_covered(
+    reference: &ReferenceExecution,
+    index: usize,
+    log_start: Slot,
+    holders: usize,
+) -> Result<(), Violation> {
+    let quorum = reference
+        .configuration_after(log_start)
+        .map_or(usize::MAX, |c| c.quorum());
+    if log_start == 0 || holders >= quorum {
+        return Ok(());
+    }
+    Err(format!(
+        "replica {index} discarded the slots below {log_start} but only {holders} replicas hold a checkpoint that covers them (quorum {quorum})"
+    ))
 }
 
 /// Every checkpoint a replica holds, in its storage or its memory, with the replica's index.
@@ -155,10 +230,6 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
         if storage.log_start == 0 {
             continue;
         }
-        // A quorum of the configuration in force at the truncation point.
-        let quorum = reference
-            .configuration_after(storage.log_start)
-            .map_or(usize::MAX, |c| c.quorum());
         let holders = state
             .actor_storages
             .iter()
@@ -169,12 +240,7 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
                     .is_some_and(|c| c.slot >= storage.log_start)
             })
             .count();
-        if holders < quorum {
-            return Err(format!(
-                "replica {index} discarded the slots below {} but only {holders} replicas hold a checkpoint that covers them (quorum {quorum})",
-                storage.log_start
-            ));
-        }
+        truncation_covered(reference, index, storage.log_start, holders)?;
     }
     Ok(())
 }

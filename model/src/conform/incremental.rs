@@ -159,18 +159,14 @@ impl<'m> Incremental<'m> {
     fn verify_electorates(&mut self, found: &mut Vec<(&'static str, String)>) {
         while let Some(entry) = self.unverified.first_entry() {
             let slot = *entry.key();
-            let Some(members) = self.reference.electorate(slot) else {
+            if self.reference.electorate(slot).is_none() {
                 break;
-            };
-            let expected = members
-                .iter()
-                .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
+            }
             for (ballot, counted) in entry.remove() {
-                if counted != expected {
-                    found.push((
-                        "reconfiguration safety",
-                        format!("slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"),
-                    ));
+                let judged =
+                    crate::properties::electorate_of_slot(&self.reference, slot, ballot, counted);
+                if let Some(Err(why)) = judged {
+                    found.push(("reconfiguration safety", why));
                 }
             }
         }
@@ -245,26 +241,22 @@ impl<'m> Incremental<'m> {
                 pending,
                 ..
             } => {
-                // The configuration the voter's state holds came from executing chosen
-                // slots, so the reference went through it.
-                let member = self.reference.configurations().iter().any(|(_, c)| {
-                    c.epoch == *epoch && c.pending.is_some() == *pending && c.includes(src)
-                });
-                if !member {
-                    found.push((
-                        "reconfiguration safety",
-                        format!(
-                            "replica {} voted for slot {slot} in ballot {ballot:?} although the state it held (epoch {epoch}{}) does not make it a member",
-                            usize::from(src),
-                            if *pending { " with a change pending" } else { "" }
-                        ),
-                    ));
+                let vote = crate::properties::vote_by_member(
+                    &self.reference,
+                    src,
+                    *slot,
+                    *ballot,
+                    *epoch,
+                    *pending,
+                );
+                if let Err(why) = vote {
+                    found.push(("reconfiguration safety", why));
                 }
                 let Some(proposal) = self.proposals.get_mut(&(*slot, *ballot)) else {
                     return;
                 };
                 let electorate = proposal.electorate;
-                let quorum = electorate.count_ones() as usize / 2 + 1;
+                let quorum = crate::properties::majority(electorate);
                 let before = (proposal.voters & electorate).count_ones() as usize;
                 proposal.voters |= 1 << usize::from(src);
                 let votes = (proposal.voters & electorate).count_ones() as usize;
@@ -338,7 +330,7 @@ impl<'m> Incremental<'m> {
             self.chosen_by
                 .get(&slot)
                 .map_or(self.initial_quorum, |electorate| {
-                    electorate.count_ones() as usize / 2 + 1
+                    crate::properties::majority(*electorate)
                 })
         };
         if let Err(why) = properties::durability([(request, slot)], holders, quorum) {
@@ -390,17 +382,16 @@ impl<'m> Incremental<'m> {
         seen.steps += 1;
         // Configurations form one chain: the replica's is the chosen log's after the slots
         // it executed (its configuration changes only by executing, or installing, slots).
-        let expected = self.reference.configuration_after(replica.executed);
-        if expected.is_some() && seen.executed != Some(replica.executed) {
+        let known = self
+            .reference
+            .configuration_after(replica.executed)
+            .is_some();
+        if known && seen.executed != Some(replica.executed) {
             seen.executed = Some(replica.executed);
-            if expected.is_some_and(|c| *c != replica.service.configuration) {
-                found.push((
-                    "reconfiguration safety",
-                    format!(
-                        "replica {id} holds configuration {:?} after {} slots, but the chosen log gives {expected:?}",
-                        replica.service.configuration, replica.executed
-                    ),
-                ));
+            if let Err(why) =
+                crate::properties::configuration_in_chain(&self.reference, id, replica)
+            {
+                found.push(("reconfiguration safety", why));
             }
         }
         let full = seen.steps % FULL_SCAN_EVERY == 0;
@@ -454,16 +445,10 @@ impl<'m> Incremental<'m> {
                 .storages(world)
                 .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= log_start))
                 .count();
-            // A quorum of the configuration in force at the truncation point.
-            let quorum = self
-                .reference
-                .configuration_after(log_start)
-                .map_or(usize::MAX, |c| c.quorum());
-            if log_start > 0 && holders < quorum {
-                found.push((
-                    "checkpoint safety",
-                    format!("replica {id} discarded the slots below {log_start} but only {holders} replicas hold a checkpoint that covers them"),
-                ));
+            let covered =
+                crate::properties::truncation_covered(&self.reference, id, log_start, holders);
+            if let Err(why) = covered {
+                found.push(("checkpoint safety", why));
             }
         }
     }
