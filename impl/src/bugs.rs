@@ -45,6 +45,12 @@ pub enum SeededBug {
     /// A second membership change is executed while another is still pending: the second is
     /// computed from the members in force and replaces the first.
     ConcurrentReconfig,
+    /// A replica whose storage was lost starts as a brand-new replica instead of rebuilding
+    /// it first: it promises and accepts having forgotten what it promised and accepted.
+    VoteAfterDiskLoss,
+    /// A candidate that rebuilds its lost storage counts its own (empty) promise like any
+    /// other acceptor's.
+    RebuildCountsItself,
 }
 
 impl SeededBug {
@@ -65,6 +71,8 @@ impl SeededBug {
         SeededBug::JoinerVotesEarly,
         SeededBug::OldQuorumForNewConfig,
         SeededBug::ConcurrentReconfig,
+        SeededBug::VoteAfterDiskLoss,
+        SeededBug::RebuildCountsItself,
     ];
 
     /// The bug's name on the command line.
@@ -85,6 +93,8 @@ impl SeededBug {
             SeededBug::JoinerVotesEarly => "joiner-votes-early",
             SeededBug::OldQuorumForNewConfig => "old-quorum-for-new-config",
             SeededBug::ConcurrentReconfig => "concurrent-reconfig",
+            SeededBug::VoteAfterDiskLoss => "vote-after-disk-loss",
+            SeededBug::RebuildCountsItself => "rebuild-counts-itself",
         }
     }
 

@@ -5,6 +5,8 @@ use crate::ballot::Ballot;
 use crate::replica::Votes;
 use serde::{Deserialize, Serialize};
 use spec::{Command, Digest, Output, Request, RequestNumber, Slot};
+use stateright::actor::Id;
+use std::collections::BTreeMap;
 
 /// An accepted value as an acceptor reports it in a promise: the slot, the ballot in which it
 /// was accepted, and the command.
@@ -30,17 +32,31 @@ pub enum Msg {
 
     // --- Phase 1: a candidate asks for promises (Paxos Made Simple, section 2.2). ---
     /// Phase 1a for every slot from `from` on: promise to ignore ballots below `ballot`.
-    Prepare { ballot: Ballot, from: Slot },
-    /// Phase 1b: the promise, with everything the acceptor accepted from the candidate's `from`
-    /// on. `log_start` is the acceptor's truncation point: it discarded what it accepted below
+    /// `rebuild`: the sender lost its storage and rebuilds it with this candidacy; an acceptor
+    /// then promises only a ballot strictly above its own promise, and records the ballot as
+    /// the sender's new life before it answers (proofs/RECOVERY.md). A candidate asks again
+    /// with a later `from` for the next page of a promise that did not fit one message.
+    Prepare {
+        ballot: Ballot,
+        from: Slot,
+        rebuild: bool,
+    },
+    /// Phase 1b: the promise, with what the acceptor accepted from the Prepare's `from` on.
+    /// `log_start` is the acceptor's truncation point: it discarded what it accepted below
     /// it, so a candidate that has not executed that far must not take those slots for empty;
-    /// it catches up first. So must one when `complete` is false (the entries were cut at the
-    /// message size limit).
+    /// it catches up first. `complete` is false when the entries were cut at the message size
+    /// limit (then there is at least one): the candidate asks for the rest from the slot after
+    /// the last entry.
+    /// `checkpoint` is, in answer to a rebuild, the slot of the acceptor's latest checkpoint
+    /// (0: none, or not a rebuild), and `rebuilt` its
+    /// record of every replica's life (see `Storage::rebuilt`), its own included.
     Promise {
         ballot: Ballot,
         log_start: Slot,
         accepted: Vec<AcceptedEntry>,
         complete: bool,
+        checkpoint: Slot,
+        rebuilt: BTreeMap<Id, Ballot>,
     },
     /// The receiver's ballot is stale: the sender has promised `ballot`.
     Nack { ballot: Ballot },

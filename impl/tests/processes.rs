@@ -33,14 +33,23 @@ fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
     path
 }
 
-fn spawn_replica(config: &Path, id: usize, data: &Path) -> Child {
-    Command::new(REPLICA)
+/// `replica --config CONFIG --id ID --data-dir DATA/ID` with `flags` (`--new-cluster` for the
+/// first start, `--recover` after a lost disk, none for a restart).
+fn replica_command(config: &Path, id: usize, data: &Path, flags: &[&str]) -> Command {
+    let mut command = Command::new(REPLICA);
+    command
         .arg("--config")
         .arg(config)
         .arg("--id")
         .arg(id.to_string())
         .arg("--data-dir")
         .arg(data.join(id.to_string()))
+        .args(flags);
+    command
+}
+
+fn spawn_replica(config: &Path, id: usize, data: &Path, flags: &[&str]) -> Child {
+    replica_command(config, id, data, flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -156,7 +165,11 @@ fn acknowledged_writes_survive_kill_dash_nine_of_every_replica() {
     let data = dir.path().join("data");
     let ports = free_ports(3);
     let config = write_config(dir.path(), &ports);
-    let mut replicas = Processes((0..3).map(|id| spawn_replica(&config, id, &data)).collect());
+    let mut replicas = Processes(
+        (0..3)
+            .map(|id| spawn_replica(&config, id, &data, &["--new-cluster"]))
+            .collect(),
+    );
 
     // A writer puts unique keys one after the other, remembering which were acknowledged,
     // while the replicas are killed with SIGKILL in the middle of it.
@@ -202,7 +215,9 @@ fn acknowledged_writes_survive_kill_dash_nine_of_every_replica() {
     );
 
     // Restart every replica from its data directory: every acknowledged write is there.
-    replicas.0 = (0..3).map(|id| spawn_replica(&config, id, &data)).collect();
+    replicas.0 = (0..3)
+        .map(|id| spawn_replica(&config, id, &data, &[]))
+        .collect();
     for (key, value) in &acknowledged {
         let output = smr(&config, 5000, &["get", key]);
         assert!(output.status.success(), "get {key}: {}", stderr(&output));
@@ -219,4 +234,97 @@ fn acknowledged_writes_survive_kill_dash_nine_of_every_replica() {
         "{}",
         stdout(&status)
     );
+}
+
+/// The replica that `smr status` shows as leader.
+fn leader(config: &Path) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = stdout(&smr(config, 2000, &["status"]));
+        let found = status.lines().find_map(|line| {
+            let rest = line.strip_prefix("replica ")?;
+            let (id, rest) = rest.split_once(' ')?;
+            rest.contains(": leader in ballot")
+                .then(|| id.parse().ok())?
+        });
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no leader: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_leader_whose_disk_was_wiped_refuses_to_start_and_recovers_every_acknowledged_write() {
+    // Goal: issue 12 as a new user met it, with the binaries: five `smr put`s acknowledged,
+    // `kill -9` of the leader, `rm -rf` of its data directory, a restart before the others'
+    // election timeout. Without --recover the replica refuses, saying why and what to do;
+    // with it, every acknowledged write reads back and the replicas' digests agree.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ports = free_ports(3);
+    let config = write_config(dir.path(), &ports);
+    let mut replicas = Processes(
+        (0..3)
+            .map(|id| spawn_replica(&config, id, &data, &["--new-cluster"]))
+            .collect(),
+    );
+    for n in 0..5 {
+        let output = smr(&config, 5000, &["put", &format!("k{n}"), &format!("v{n}")]);
+        assert_eq!(stdout(&output), "ok", "{}", stderr(&output));
+    }
+    let id = leader(&config);
+    replicas.0[id].kill().unwrap();
+    replicas.0[id].wait().unwrap();
+    let wiped = data.join(id.to_string());
+    std::fs::remove_dir_all(&wiped).unwrap();
+
+    let refused = replica_command(&config, id, &data, &[]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(message.contains(&wiped.display().to_string()), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains("--recover") && message.contains("--new-cluster"),
+        "{message}"
+    );
+
+    replicas.0[id] = spawn_replica(&config, id, &data, &["--recover"]);
+    for n in 0..5 {
+        let output = smr(&config, 5000, &["get", &format!("k{n}")]);
+        assert_eq!(
+            stdout(&output),
+            format!("v{n}"),
+            "k{n}: {}",
+            stderr(&output)
+        );
+    }
+    let output = smr(&config, 5000, &["put", "after", "rebuild"]);
+    assert_eq!(stdout(&output), "ok", "{}", stderr(&output));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = stdout(&smr(&config, 2000, &["status"]));
+        let digests: Vec<&str> = status
+            .lines()
+            .filter_map(|line| line.split("state digest ").nth(1))
+            .collect();
+        let executed: Vec<&str> = status
+            .lines()
+            .filter_map(|line| line.split(" executed ").nth(1))
+            .filter_map(|rest| rest.split(';').next())
+            .collect();
+        let agree = digests.len() == 3
+            && digests.windows(2).all(|pair| pair[0] == pair[1])
+            && executed.windows(2).all(|pair| pair[0] == pair[1])
+            && !status.contains("rebuilding");
+        if agree {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the digests never agreed:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

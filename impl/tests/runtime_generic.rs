@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use smr::codec::{self, FrameKind, Header};
 use smr::replica::Durable;
 use smr::runtime::{
-    DurableStore, Identity, Input, Runtime, StepObserver, Stepper, SyncPolicy, FIRST_CLIENT_ID,
+    DurableStore, Identity, Input, OpenMode, Runtime, StepObserver, Stepper, SyncPolicy,
+    FIRST_CLIENT_ID,
 };
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
@@ -88,11 +89,15 @@ fn start(
     socket: tokio::net::UdpSocket,
     steps: Arc<Mutex<Vec<(String, u64)>>>,
 ) -> Runtime<Counter> {
-    let identity = Identity {
-        cluster: CLUSTER,
-        replica: 0,
+    let identity = Identity::plain(CLUSTER, 0);
+    let mode = if dir.join("identity").exists() {
+        OpenMode::Existing
+    } else {
+        OpenMode::NewCluster
     };
-    let (store, loaded) = DurableStore::<Saved>::open(dir, identity, SyncPolicy::Fsync).unwrap();
+    let (store, opened) =
+        DurableStore::<Saved>::open(dir, &identity, SyncPolicy::Fsync, mode).unwrap();
+    let loaded = opened.state().unwrap();
     let address = socket.local_addr().unwrap();
     Runtime::new(
         Counter,

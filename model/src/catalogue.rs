@@ -201,6 +201,26 @@ pub const CATALOGUE: &[Row] = &[
             ..preset("quit-join")
         },
     },
+    Row {
+        // The replica that lost its storage restarts as a brand-new one: it promises the
+        // bootstrap ballot again, so its vote (or, for replica 0, its leadership) counts a
+        // forgotten quorum. No election needed.
+        bug: SeededBug::VoteAfterDiskLoss,
+        property: "durability",
+        only: false,
+        bounds: || ModelConfig {
+            elections: 0,
+            ..preset("disk-loss")
+        },
+    },
+    Row {
+        // With 3 replicas the rebuilding replica and one other make a quorum: the one other
+        // may be the one that missed the acknowledged write.
+        bug: SeededBug::RebuildCountsItself,
+        property: "durability",
+        only: false,
+        bounds: || preset("disk-loss"),
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,
@@ -221,6 +241,23 @@ pub const CATALOGUE: &[Row] = &[
             window: 2,
             ..preset("checkpoint")
         },
+    },
+    Row {
+        // The rebuilt-by-bootstrap replica 0 leads the first ballot again and proposes new
+        // values at slots already chosen.
+        bug: SeededBug::VoteAfterDiskLoss,
+        property: "agreement",
+        only: true,
+        bounds: || ModelConfig {
+            elections: 0,
+            ..preset("disk-loss")
+        },
+    },
+    Row {
+        bug: SeededBug::RebuildCountsItself,
+        property: "agreement",
+        only: true,
+        bounds: || preset("disk-loss"),
     },
     Row {
         // The client's read is proposed while its acknowledged write is still undecided (a

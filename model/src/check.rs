@@ -1,8 +1,7 @@
 //! Runs the model checker and turns its result into a verdict for every property.
 
 use crate::properties::INVARIANTS;
-use crate::{ModelConfig, ModelState, SmrModel};
-use stateright::actor::ActorModelAction;
+use crate::{ModelAction, ModelConfig, ModelState, SmrModel};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -190,11 +189,7 @@ pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write
     }
 }
 
-fn violation(
-    model: &SmrModel,
-    name: &str,
-    path: &Path<ModelState, ActorModelAction<smr::Msg, smr::Timer, ()>>,
-) -> Outcome {
+fn violation(model: &SmrModel, name: &str, path: &Path<ModelState, ModelAction>) -> Outcome {
     let explanation = INVARIANTS
         .iter()
         .find(|invariant| invariant.name == name)

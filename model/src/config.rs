@@ -49,6 +49,9 @@ pub struct ModelConfig {
     pub operations: usize,
     /// Crashes (each followed by a recovery from durable storage) over the whole run.
     pub crashes: u32,
+    /// Crashes in which the replica's storage is lost, besides `crashes`: it restarts from
+    /// nothing and rebuilds it from the other replicas before it votes (proofs/RECOVERY.md).
+    pub storage_losses: u32,
     /// Elections (distinct ballots prepared). Replica 0 leads the first ballot without one
     /// (the bootstrap); any replica may start an election at any time, so 1 covers a leader
     /// change at every point of the run.
@@ -84,6 +87,7 @@ impl Default for ModelConfig {
             clients: 2,
             operations: 1,
             crashes: 1,
+            storage_losses: 0,
             elections: 1,
             max_attempts: 1,
             window: 1,
@@ -222,6 +226,15 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "disk-loss",
+        about: "a replica crashes and loses its storage (wiped or damaged disk) at any point, and rebuilds it from the others before it votes; an election at any time; 2 clients (a put, a get)",
+        config: || ModelConfig {
+            crashes: 0,
+            storage_losses: 1,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
         name: "small",
         about: "no crash and no election: a quick check for tests",
         config: || ModelConfig {
@@ -303,6 +316,12 @@ impl ModelConfig {
         if self.spares > 2 {
             return Err(format!("--spares must be 0 to 2, not {}", self.spares));
         }
+        if self.storage_losses > 1 {
+            return Err(format!(
+                "--storage-losses must be 0 or 1 (at most f at once, and f is 1 for 3 replicas), not {}",
+                self.storage_losses
+            ));
+        }
         if self.bug.is_some() && !cfg!(feature = "seeded-bugs") {
             return Err("--bug needs the model built with `--features seeded-bugs`".into());
         }
@@ -325,6 +344,9 @@ impl fmt::Display for ModelConfig {
             self.network.name(),
             self.heartbeats
         )?;
+        if self.storage_losses > 0 {
+            write!(f, " storage-losses={}", self.storage_losses)?;
+        }
         if let Some(interval) = self.checkpoint_interval {
             write!(f, " checkpoint-interval={interval}")?;
         }

@@ -21,6 +21,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// Whether `ballot` is the one replica 0 leads a brand-new cluster in (the model's
+/// `initial_leader`).
+fn is_bootstrap(ballot: &Ballot) -> bool {
+    ballot.round == 1 && usize::from(ballot.leader) == 0
+}
+
 /// A proposal as the history sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Proposal {
@@ -55,6 +61,9 @@ pub struct History {
     pub chosen_in: Arc<BTreeMap<Slot, BTreeSet<Ballot>>>,
     /// The first choice that contradicted an earlier one.
     pub chosen_conflict: Option<Arc<str>>,
+    /// The first Accept that proposed, at a slot and ballot, another value than an earlier
+    /// Accept there (lemma L2: one value per ballot and slot).
+    pub ballot_conflict: Option<Arc<str>>,
     /// The reference execution of the chosen log, as far as it is contiguous.
     pub reference: ReferenceExecution,
     /// Every reply sent: where and with what output each request was answered.
@@ -63,6 +72,11 @@ pub struct History {
     pub reply_conflict: Option<Arc<str>>,
     /// Every ballot a candidate prepared (bounds the number of elections).
     pub ballots: BTreeSet<Ballot>,
+    /// Storage losses so far (the model's `LoseStorage` action).
+    pub storage_losses: u32,
+    /// The restarts (incarnations) recorded in storages that were lost since: the crash bound
+    /// counts them still.
+    pub forgotten_restarts: u32,
     /// The first vote (Accepted) cast by a replica whose state did not make it a member (the
     /// reconfiguration-safety property: a joiner votes only once it holds the state that
     /// includes it, and a replica whose QUIT is in force votes no more).
@@ -91,10 +105,13 @@ impl History {
             chosen: Arc::default(),
             chosen_in: Arc::default(),
             chosen_conflict: None,
+            ballot_conflict: None,
             reference: ReferenceExecution::new(initial),
             replies: Arc::default(),
             reply_conflict: None,
             ballots: BTreeSet::new(),
+            storage_losses: 0,
+            forgotten_restarts: 0,
             vote_violation: None,
             digest: 0,
         }
@@ -116,6 +133,14 @@ impl History {
         Self::on_delivery(cfg, history, env).map(History::refreshed)
     }
 
+    /// The history after a replica's storage was lost, with the restarts it had recorded.
+    pub fn storage_lost(&self, forgotten_restarts: u32) -> History {
+        let mut next = self.clone();
+        next.storage_losses += 1;
+        next.forgotten_restarts += forgotten_restarts;
+        next.refreshed()
+    }
+
     fn refreshed(mut self) -> History {
         let History {
             tester,
@@ -125,10 +150,13 @@ impl History {
             chosen,
             chosen_in,
             chosen_conflict,
+            ballot_conflict,
             reference,
             replies,
             reply_conflict,
             ballots,
+            storage_losses,
+            forgotten_restarts,
             vote_violation,
             digest: _,
         } = &self;
@@ -140,10 +168,13 @@ impl History {
         chosen.hash(&mut hasher);
         chosen_in.hash(&mut hasher);
         chosen_conflict.hash(&mut hasher);
+        ballot_conflict.hash(&mut hasher);
         reference.hash(&mut hasher);
         replies.hash(&mut hasher);
         reply_conflict.hash(&mut hasher);
         ballots.hash(&mut hasher);
+        storage_losses.hash(&mut hasher);
+        forgotten_restarts.hash(&mut hasher);
         vote_violation.hash(&mut hasher);
         self.digest = hasher.finish();
         self
@@ -209,8 +240,19 @@ impl History {
                 electorate,
                 ..
             } => {
-                if history.proposals.contains_key(&(*slot, *ballot)) {
-                    return None;
+                if let Some(earlier) = history.proposals.get(&(*slot, *ballot)) {
+                    if earlier.command == *command || history.ballot_conflict.is_some() {
+                        return None;
+                    }
+                    let mut next = history.clone();
+                    next.ballot_conflict = Some(
+                        format!(
+                            "two values were proposed at slot {slot} in ballot {ballot:?}: {:?}, and later {command:?}",
+                            earlier.command
+                        )
+                        .into(),
+                    );
+                    return Some(next);
                 }
                 // The leader accepted its own proposal before sending it.
                 let mut next = history.clone();
@@ -275,10 +317,11 @@ impl History {
                 }
                 Some(next)
             }
-            // The bootstrap ballot (round 1) is no election, even when its leader asks the
-            // members of a new configuration for their promises.
+            // The bootstrap ballot (round 1 of replica 0) is no election, even when its leader
+            // asks the members of a new configuration for their promises. Every other ballot
+            // is, the rebuild of a replica that lost its storage included.
             Msg::Prepare { ballot, .. }
-                if ballot.round > 1 && !history.ballots.contains(ballot) =>
+                if !is_bootstrap(ballot) && !history.ballots.contains(ballot) =>
             {
                 let mut next = history.clone();
                 next.ballots.insert(*ballot);

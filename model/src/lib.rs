@@ -7,24 +7,164 @@
 //! - [`check`]: runs the checker and turns its result into verdicts.
 
 pub mod config;
+pub mod diagram;
 pub mod history;
 pub mod properties;
 
 pub use config::{ModelConfig, NetworkKind, PRESETS};
 pub use history::History;
 
-use smr::{Client, Node, Replica, ReplicaConfig};
-use stateright::actor::{model_timeout, ActorModel, ActorModelState, Id, LossyNetwork, Network};
-use stateright::Expectation;
+use smr::{Client, Node, Replica, ReplicaConfig, Storage};
+use stateright::actor::{
+    model_timeout, ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network,
+};
+use stateright::{Expectation, Model, Path, Property};
+use std::ops::Deref;
 
-/// The model type.
-pub type SmrModel = ActorModel<Node, ModelConfig, History>;
 /// A state of the model.
 pub type ModelState = ActorModelState<Node, History>;
 
+/// The model: stateright's `ActorModel` of the replica and client actors, with one fault more
+/// than stateright's actor model knows: a replica that is down can lose its storage (its disk
+/// wiped or replaced, or found damaged), after which it restarts from [`Storage::lost`], as the
+/// runtime's `--recover` makes it do (proofs/RECOVERY.md).
+#[derive(Clone)]
+pub struct SmrModel {
+    /// The actors, network, timers, crashes and history.
+    pub actor_model: ActorModel<Node, ModelConfig, History>,
+    /// The properties checked, in report order.
+    pub properties: Vec<Property<SmrModel>>,
+}
+
+impl Deref for SmrModel {
+    type Target = ActorModel<Node, ModelConfig, History>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.actor_model
+    }
+}
+
+impl SmrModel {
+    /// `actor_model` with no properties yet.
+    pub fn new(actor_model: ActorModel<Node, ModelConfig, History>) -> Self {
+        Self {
+            actor_model,
+            properties: Vec::new(),
+        }
+    }
+
+    /// Adds a property.
+    pub fn property(
+        mut self,
+        expectation: Expectation,
+        name: &'static str,
+        condition: fn(&SmrModel, &ModelState) -> bool,
+    ) -> Self {
+        self.properties.push(Property {
+            expectation,
+            name,
+            condition,
+        });
+        self
+    }
+}
+
 /// The model's actions: what stateright's `ActorModel` does next (deliver, drop, time out,
-/// crash, recover, pick a random choice).
-pub type ModelAction = stateright::actor::ActorModelAction<smr::Msg, smr::Timer, ()>;
+/// crash, recover, pick a random choice), or the loss of a crashed replica's storage.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ModelAction {
+    Actor(ActorModelAction<smr::Msg, smr::Timer, ()>),
+    /// A replica crashes, if it is up, and its storage is lost: it restarts (with `Recover`)
+    /// from [`Storage::lost`]. The checker takes it for replicas that are up; a replayed real
+    /// run, where the crash and the restart from a lost directory are separate events, for one
+    /// that is down.
+    LoseStorage(Id),
+}
+
+impl From<ActorModelAction<smr::Msg, smr::Timer, ()>> for ModelAction {
+    fn from(action: ActorModelAction<smr::Msg, smr::Timer, ()>) -> Self {
+        ModelAction::Actor(action)
+    }
+}
+
+impl SmrModel {
+    /// The state after replica `id` crashed (if it was up) and its storage was lost.
+    pub fn lose_storage(state: &ModelState, id: Id) -> ModelState {
+        let index = usize::from(id);
+        let mut next = state.clone();
+        if !next.crashed[index] {
+            // As stateright's `Crash` does.
+            next.timers_set[index].cancel_all();
+            next.random_choices[index].map.clear();
+            next.crashed[index] = true;
+        }
+        let forgotten = next.actor_storages[index]
+            .as_ref()
+            .map_or(0, |storage| storage.incarnation);
+        next.actor_storages[index] = Some(Storage::lost());
+        next.history = next.history.storage_lost(forgotten);
+        next
+    }
+}
+
+impl Model for SmrModel {
+    type State = ModelState;
+    type Action = ModelAction;
+
+    fn init_states(&self) -> Vec<ModelState> {
+        Model::init_states(&self.actor_model)
+    }
+
+    fn actions(&self, state: &ModelState, actions: &mut Vec<ModelAction>) {
+        let mut inner = Vec::new();
+        Model::actions(&self.actor_model, state, &mut inner);
+        actions.extend(inner.into_iter().map(ModelAction::Actor));
+        // A replica that is up can crash and lose its storage, while no other is down (as for
+        // ordinary crashes, at most one replica is down at a time).
+        let down = state.crashed.iter().any(|crashed| *crashed);
+        if state.history.storage_losses < self.cfg.storage_losses && !down {
+            for index in 0..self.cfg.replica_actors().min(state.crashed.len()) {
+                actions.push(ModelAction::LoseStorage(Id::from(index)));
+            }
+        }
+    }
+
+    fn next_state(&self, last: &ModelState, action: ModelAction) -> Option<ModelState> {
+        match action {
+            ModelAction::Actor(action) => Model::next_state(&self.actor_model, last, action),
+            ModelAction::LoseStorage(id) => Some(Self::lose_storage(last, id)),
+        }
+    }
+
+    fn format_action(&self, action: &ModelAction) -> String {
+        match action {
+            ModelAction::Actor(action) => Model::format_action(&self.actor_model, action),
+            ModelAction::LoseStorage(id) => format!("LoseStorage({id:?})"),
+        }
+    }
+
+    fn format_step(&self, last: &ModelState, action: ModelAction) -> Option<String> {
+        match action {
+            ModelAction::Actor(action) => Model::format_step(&self.actor_model, last, action),
+            ModelAction::LoseStorage(id) => Some(format!(
+                "replica {id:?} is down and its storage is lost: it will restart from {:?}",
+                Storage::lost()
+            )),
+        }
+    }
+
+    fn as_svg(&self, path: Path<ModelState, ModelAction>) -> Option<String> {
+        Some(diagram::of_path(&self.actors, path))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.properties.clone()
+    }
+
+    fn within_boundary(&self, state: &ModelState) -> bool {
+        Model::within_boundary(&self.actor_model, state)
+    }
+}
 
 /// A Sometimes property: an example must exist, or the model would be vacuous.
 pub struct Example {
@@ -78,6 +218,11 @@ pub const EXAMPLES: &[Example] = &[
         applies: |cfg| cfg.changes.contains(&spec::Change::Quit(Id::from(0))) && cfg.elections > 0,
     },
     Example {
+        name: "a replica that lost its storage rebuilt it and voted in a decision",
+        found: properties::rebuilt_replica_votes,
+        applies: |cfg| cfg.storage_losses > 0 && cfg.clients > 0 && cfg.operations > 0,
+    },
+    Example {
         name: "every client answered",
         found: properties::all_clients_answered,
         applies: |_| true,
@@ -120,7 +265,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         NetworkKind::Duplicating => Network::new_unordered_duplicating([]),
         NetworkKind::Ordered => Network::new_ordered([]),
     };
-    let mut model = ActorModel::new(cfg.clone(), History::new(cfg))
+    let actor_model = ActorModel::new(cfg.clone(), History::new(cfg))
         .actors(replicas)
         .actors(clients)
         .init_network(network)
@@ -129,6 +274,12 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         .within_boundary(within_boundary)
         .record_msg_out(History::record_out)
         .record_msg_in(History::record_in);
+    with_properties(SmrModel::new(actor_model), cfg)
+}
+
+/// `model` with the model's properties: every invariant, and the examples the bounds of `cfg`
+/// make possible.
+pub fn with_properties(mut model: SmrModel, cfg: &ModelConfig) -> SmrModel {
     for invariant in properties::INVARIANTS {
         model = add_invariant(model, invariant.name);
     }
@@ -171,15 +322,18 @@ fn add_invariant(model: SmrModel, name: &'static str) -> SmrModel {
 /// nothing that loss and reordering of the first copy do not already cover; the duplicating
 /// preset covers redelivery).
 fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
-    // Every crash either recovered (and bumped the incarnation) or is still in progress.
+    // Every crash either recovered (and bumped the incarnation) or is still in progress; a
+    // storage loss forgot the incarnations of the storage it replaced, which the history keeps.
     let restarts: u32 = state
         .actor_storages
         .iter()
         .flatten()
         .map(|storage| storage.incarnation)
-        .sum();
+        .sum::<u32>()
+        + state.history.forgotten_restarts;
+    // Each storage loss is a crash too, counted apart.
     let down = state.crashed.iter().filter(|crashed| **crashed).count() as u32;
-    if restarts + down > cfg.crashes {
+    if restarts + down > cfg.crashes + state.history.storage_losses {
         return false;
     }
     if state.history.ballots.len() as u32 > cfg.elections {

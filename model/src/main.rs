@@ -119,6 +119,10 @@ struct Bounds {
     /// Crashes over the whole run, each followed by a recovery from durable storage.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
     crashes: Option<u32>,
+    /// Crashes that lose the replica's storage too (a wiped or damaged disk), besides
+    /// --crashes: it restarts from nothing and rebuilds before it votes.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1))]
+    storage_losses: Option<u32>,
     /// Elections after replica 0's initial one, by any replica at any time (0: no leader
     /// change).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
@@ -163,6 +167,9 @@ impl Bounds {
         if let Some(v) = self.crashes {
             cfg.crashes = v;
         }
+        if let Some(v) = self.storage_losses {
+            cfg.storage_losses = v;
+        }
         if let Some(v) = self.elections {
             cfg.elections = v;
         }
@@ -202,7 +209,6 @@ impl Bounds {
         push("replicas", self.replicas.map(|v| v.to_string()));
         push("clients", self.clients.map(|v| v.to_string()));
         push("operations", self.operations.map(|v| v.to_string()));
-        push("crashes", self.crashes.map(|v| v.to_string()));
         push("elections", self.elections.map(|v| v.to_string()));
         push("max-attempts", self.max_attempts.map(|v| v.to_string()));
         push("window", self.window.map(|v| v.to_string()));

@@ -234,11 +234,7 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
             .actor_storages
             .iter()
             .flatten()
-            .filter(|s| {
-                s.checkpoint
-                    .as_ref()
-                    .is_some_and(|c| c.slot >= storage.log_start)
-            })
+            .filter(|s| covers_truncation(s, storage.log_start))
             .count();
         truncation_covered(reference, index, storage.log_start, holders)?;
     }
@@ -297,7 +293,10 @@ pub fn agreement(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     properties::agreement(
         &replica_views(state),
         &history.chosen,
-        history.chosen_conflict.as_deref(),
+        history
+            .ballot_conflict
+            .as_deref()
+            .or(history.chosen_conflict.as_deref()),
     )
 }
 
@@ -368,13 +367,40 @@ pub fn holds_durably(
     accepted || checkpointed
 }
 
+/// Whether `storage` counts towards the quorum that must hold request `request`, decided at
+/// `slot`: it holds it durably, or it is being rebuilt after a loss (its rebuild must restore
+/// the request, proofs/RECOVERY.md, RC4; once it completes, the storage counts only if it does).
+pub fn counts_as_holder(
+    storage: &smr::Storage,
+    reference: &spec::reference::ReferenceExecution,
+    request: RequestId,
+    slot: Slot,
+) -> bool {
+    storage.rebuilding || holds_durably(storage, reference, request, slot)
+}
+
+/// Whether `storage` counts towards the quorum that must hold a checkpoint covering a
+/// truncation at `log_start`: it holds one, or it is being rebuilt (a rebuild completes only
+/// once it holds a checkpoint as recent as those of the replicas it rebuilt from).
+pub fn covers_truncation(storage: &smr::Storage, log_start: Slot) -> bool {
+    storage.rebuilding
+        || storage
+            .checkpoint
+            .as_ref()
+            .is_some_and(|c| c.slot >= log_start)
+}
+
+/// Durability: every acknowledged write is held durably by a quorum of the configuration that
+/// decided its slot. A replica whose storage was lost and is being rebuilt counts as holding
+/// it: its rebuild must restore it (proofs/RECOVERY.md, RC4), and once the rebuild completes
+/// it counts only if it does hold it.
 pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     let replicas = model.cfg.replica_actors();
     let holders = |request: RequestId, slot: Slot| {
         (0..replicas)
             .filter(|&index| {
                 state.actor_storages[index].as_ref().is_some_and(|storage| {
-                    holds_durably(storage, &state.history.reference, request, slot)
+                    counts_as_holder(storage, &state.history.reference, request, slot)
                 })
             })
             .count()
@@ -494,6 +520,28 @@ pub fn new_leader_decides_after_leader_quits(_: &SmrModel, state: &ModelState) -
             .electorate(*slot)
             .is_some_and(|members| !members.contains(&Id::from(0)))
             && ballots.iter().any(|b| b.leader != Id::from(0))
+    })
+}
+
+/// A replica that lost its storage rebuilt it, and then voted for a value that was chosen.
+pub fn rebuilt_replica_votes(model: &SmrModel, state: &ModelState) -> bool {
+    let history = &state.history;
+    (0..model.cfg.replica_actors()).any(|index| {
+        let Some(storage) = state.actor_storages[index].as_ref() else {
+            return false;
+        };
+        let id = Id::from(index);
+        let Some(life) = storage.rebuilt.get(&id).filter(|_| !storage.rebuilding) else {
+            return false;
+        };
+        history.proposals.iter().any(|((slot, ballot), proposal)| {
+            ballot >= life
+                && proposal.voters & (1 << index) != 0
+                && history
+                    .chosen_in
+                    .get(slot)
+                    .is_some_and(|ballots| ballots.contains(ballot))
+        })
     })
 }
 

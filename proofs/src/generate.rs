@@ -178,24 +178,36 @@ pub fn storage(consistent: bool) -> impl Strategy<Value = Storage> {
         btree_map(slot(), accepted(), 0..6),
         0u32..4,
         proptest::option::of((1u64..12, service_state())),
+        lives(),
     )
-        .prop_map(move |(promised, accepted, incarnation, checkpoint)| {
-            let checkpoint = checkpoint.map(|(slot, state)| Checkpoint::of(slot, &state));
-            let mut storage = Storage {
-                promised,
-                accepted,
-                incarnation,
-                log_start: checkpoint.as_ref().map_or(0, |c| c.slot),
-                checkpoint,
-            };
-            if consistent {
-                let log_start = storage.log_start;
+        .prop_map(
+            move |(promised, accepted, incarnation, checkpoint, rebuilt)| {
+                let checkpoint = checkpoint.map(|(slot, state)| Checkpoint::of(slot, &state));
+                let mut storage = Storage {
+                    promised,
+                    accepted,
+                    incarnation,
+                    log_start: checkpoint.as_ref().map_or(0, |c| c.slot),
+                    checkpoint,
+                    rebuilding: false,
+                    rebuilt,
+                };
+                if consistent {
+                    let log_start = storage.log_start;
+                    storage
+                        .accepted
+                        .retain(|slot, a| *slot >= log_start && a.ballot <= promised);
+                }
                 storage
-                    .accepted
-                    .retain(|slot, a| *slot >= log_start && a.ballot <= promised);
-            }
-            storage
-        })
+            },
+        )
+}
+
+/// A record of replicas' lives (see `Storage::rebuilt`): a few replicas with rebuild ballots
+/// (never round 0, which no replica starts).
+pub fn lives() -> impl Strategy<Value = std::collections::BTreeMap<Id, Ballot>> {
+    let rebuild = ballot().prop_filter("a started ballot", |b| b.round > 0);
+    btree_map((0usize..5).prop_map(Id::from), rebuild, 0..3)
 }
 
 /// Any protocol message, every variant of [`Msg`] (see [`variant`]).
@@ -213,15 +225,30 @@ pub fn msg() -> impl Strategy<Value = Msg> {
             slot,
             output
         }),
-        (ballot(), slot()).prop_map(|(ballot, from)| Msg::Prepare { ballot, from }),
-        (ballot(), slot(), vec(entry, 0..4), any::<bool>()).prop_map(
-            |(ballot, log_start, accepted, complete)| Msg::Promise {
-                ballot,
-                log_start,
-                accepted,
-                complete
-            }
-        ),
+        (ballot(), slot(), any::<bool>()).prop_map(|(ballot, from, rebuild)| Msg::Prepare {
+            ballot,
+            from,
+            rebuild
+        }),
+        (
+            (ballot(), slot()),
+            vec(entry, 0..4),
+            any::<bool>(),
+            slot(),
+            lives()
+        )
+            .prop_map(
+                |((ballot, log_start), accepted, complete, checkpoint, rebuilt)| {
+                    Msg::Promise {
+                        ballot,
+                        log_start,
+                        accepted,
+                        complete,
+                        checkpoint,
+                        rebuilt,
+                    }
+                }
+            ),
         ballot().prop_map(|ballot| Msg::Nack { ballot }),
         (ballot(), slot(), command(), slot(), stable(), votes()).prop_map(
             |(ballot, slot, command, commit, stable, electorate)| Msg::Accept {

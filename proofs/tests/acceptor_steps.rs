@@ -105,6 +105,8 @@ fn resolve(input: Input, id: Id, state: &ReplicaState) -> Option<(Id, Msg)> {
                     log_start,
                     accepted,
                     complete,
+                    checkpoint: 0,
+                    rebuilt: Default::default(),
                 },
             )
         }
@@ -248,7 +250,22 @@ fn check_step(
                 log_start,
                 accepted,
                 complete,
+                checkpoint,
+                rebuilt,
             } => {
+                if after.rebuilding {
+                    return Err("A5: a replica rebuilding its storage promised".into());
+                }
+                let Some(Msg::Prepare { from, rebuild, .. }) = msg else {
+                    return Err("A5: a promise sent without a prepare".into());
+                };
+                let reported = if *rebuild { after.checkpoint_slot() } else { 0 };
+                if *rebuilt != after.rebuilt || *checkpoint != reported {
+                    return Err(format!(
+                        "A5: promise reports lives {rebuilt:?} and checkpoint {checkpoint} while holding {:?} and {}",
+                        after.rebuilt, reported
+                    ));
+                }
                 if *ballot != after.promised || *log_start != after.log_start {
                     return Err(format!(
                         "A5: promise {ballot:?} from {log_start} while holding {:?} from {}",
@@ -263,9 +280,13 @@ fn check_step(
                         ));
                     }
                 }
-                let Some(Msg::Prepare { from, .. }) = msg else {
-                    return Err("A5: a promise sent without a prepare".into());
-                };
+                // A9: a rebuild ballot is promised only once it is recorded as the sender's life.
+                let sender = ballot.leader;
+                if *rebuild && after.life(sender) != *ballot {
+                    return Err(format!(
+                        "A9: promised the rebuild ballot {ballot:?} without recording it as replica {sender:?}'s life"
+                    ));
+                }
                 let owed = after.accepted.range((*from).max(after.log_start)..).count();
                 if *complete && owed != accepted.len() {
                     return Err(format!(
@@ -275,6 +296,9 @@ fn check_step(
                 }
             }
             Msg::Accepted { ballot, slot, .. } => {
+                if after.rebuilding {
+                    return Err("A6: a replica rebuilding its storage voted".into());
+                }
                 let Some(Msg::Accept { command, .. }) = msg else {
                     return Err("A6: a vote sent without an accept".into());
                 };

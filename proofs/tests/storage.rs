@@ -6,20 +6,18 @@ use proofs::generate::storage;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use smr::replica::{Durable, Storage};
-use smr::runtime::{DurableStore, Identity, SyncPolicy};
+use smr::runtime::{DurableStore, Identity, OpenMode, SyncPolicy};
 
-const IDENTITY: Identity = Identity {
-    cluster: 0x5eed,
-    replica: 2,
-};
+const IDENTITY: Identity = Identity::plain(0x5eed, 2);
 
 /// The protocol never drops a checkpoint once it holds one (it only replaces it with a later
-/// one), and the change log has no change for dropping one: so a later storage keeps a
-/// checkpoint if the earlier one had it.
+/// one), nor forgets a replica's life (it only learns later ones), and the change log has no
+/// change for either: so a later storage keeps a checkpoint and every life the earlier one had.
 fn reachable(earlier: &Storage, mut later: Storage) -> Storage {
     if later.checkpoint.is_none() {
         later.checkpoint = earlier.checkpoint.clone();
     }
+    later.learn_lives(&earlier.rebuilt);
     later
 }
 
@@ -51,8 +49,8 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, loaded) =
-            DurableStore::<Storage>::open(dir.path(), IDENTITY, SyncPolicy::Fsync).unwrap();
-        prop_assert!(loaded.is_none());
+            DurableStore::<Storage>::open(dir.path(), &IDENTITY, SyncPolicy::Fsync, OpenMode::NewCluster).unwrap();
+        prop_assert!(loaded.state().unwrap().is_none());
         let mut committed: Option<Storage> = None;
         for (next, reopen) in history {
             let next = match &committed {
@@ -64,8 +62,8 @@ proptest! {
             if reopen {
                 drop(store);
                 let (reopened, loaded) =
-                    DurableStore::<Storage>::open(dir.path(), IDENTITY, SyncPolicy::Fsync).unwrap();
-                prop_assert_eq!(&loaded, &committed);
+                    DurableStore::<Storage>::open(dir.path(), &IDENTITY, SyncPolicy::Fsync, OpenMode::Existing).unwrap();
+                prop_assert_eq!(&loaded.state().unwrap(), &committed);
                 store = reopened;
             }
         }

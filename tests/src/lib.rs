@@ -13,8 +13,8 @@ use smr::deploy::{
 };
 use smr::node::Node;
 use smr::runtime::{
-    NetworkFaults, Partition, RuntimeBug, RuntimeError, Stopped, StorageError, SyncPolicy,
-    FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
+    NetworkFaults, OpenMode, Partition, RuntimeBug, RuntimeError, Stopped, StorageError,
+    SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
 };
 use smr::trace::TraceSink;
 use spec::{KvOp, Operation, Output, Slot};
@@ -59,6 +59,9 @@ pub struct TestCluster {
     partitions: BTreeMap<usize, Partition>,
     /// The next client id (clients are numbered densely, as the model needs).
     next_client: Arc<AtomicU64>,
+    /// Replicas started at least once: a first start creates the data directory for a
+    /// brand-new cluster, every later one needs it to hold the replica's state.
+    started: std::collections::BTreeSet<usize>,
 }
 
 impl TestCluster {
@@ -96,6 +99,7 @@ impl TestCluster {
             partitions: (0..total).map(|id| (id, Partition::default())).collect(),
             options,
             next_client: Arc::new(AtomicU64::new(FIRST_LOGICAL_CLIENT_ID)),
+            started: Default::default(),
         };
         for id in 0..total {
             test.start_replica(id).await.expect("replica starts");
@@ -146,6 +150,26 @@ impl TestCluster {
 
     /// Starts (or restarts) replica `id` from its data directory on its configured address.
     pub async fn start_replica(&mut self, id: usize) -> Result<(), StorageError> {
+        let mode = if self.started.contains(&id) {
+            OpenMode::Existing
+        } else {
+            OpenMode::NewCluster
+        };
+        self.start_replica_with(id, mode).await
+    }
+
+    /// Restarts replica `id` as an operator does after its disk was lost or damaged
+    /// (`replica --recover`).
+    pub async fn recover_replica(&mut self, id: usize) -> Result<(), StorageError> {
+        self.start_replica_with(id, OpenMode::Recover).await
+    }
+
+    /// Starts replica `id`, opening its data directory as `mode` says.
+    pub async fn start_replica_with(
+        &mut self,
+        id: usize,
+        mode: OpenMode,
+    ) -> Result<(), StorageError> {
         assert!(
             !self.running.contains_key(&id),
             "replica {id} is already running"
@@ -156,6 +180,7 @@ impl TestCluster {
             .unwrap_or_else(|e| panic!("cannot bind {address}: {e}"));
         let options = smr::deploy::ReplicaOptions {
             sync: SyncPolicy::Fsync,
+            mode,
             seed: 1000 + id as u64,
             inline_commit: false,
             trace: self.trace_sink(&format!("replica-{id}")),
@@ -172,6 +197,7 @@ impl TestCluster {
             Arc::new(socket),
             options,
         )?;
+        self.started.insert(id);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(runtime.run(async move {
             let _ = stopped.await;

@@ -39,9 +39,10 @@ async fn a_replayed_run_is_a_path_of_the_actor_model_and_opens_in_the_explorer()
     assert!(report.passed() && report.exact);
     let steps = recorder.steps;
     assert!(steps.len() > 100, "{} steps", steps.len());
-    assert!(steps
-        .iter()
-        .any(|s| matches!(s.action, stateright::actor::ActorModelAction::Crash(_))));
+    assert!(steps.iter().any(|s| matches!(
+        s.action,
+        model::ModelAction::Actor(stateright::actor::ActorModelAction::Crash(_))
+    )));
 
     // The whole run through ActorModel::next_state, from every actor down: every step is
     // enabled, and the state reached is the one the in-place replay reaches.

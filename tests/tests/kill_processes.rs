@@ -42,7 +42,14 @@ fn replica_process() {
         let socket = tokio::net::UdpSocket::bind(cluster.members[&Id::from(id)])
             .await
             .unwrap();
+        // The first start of a replica creates its directory for the brand-new cluster.
+        let mode = if Path::new(data).exists() {
+            smr::runtime::OpenMode::Existing
+        } else {
+            smr::runtime::OpenMode::NewCluster
+        };
         let options = ReplicaOptions {
+            mode,
             seed: 77 + id as u64,
             trace: Some(TraceSink::create_in(Path::new(traces), &format!("replica-{id}")).unwrap()),
             ..ReplicaOptions::default()

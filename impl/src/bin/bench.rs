@@ -187,6 +187,8 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
                 let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
                 let options = ReplicaOptions {
                     sync,
+                    // The benchmark's cluster is brand new, in fresh directories.
+                    mode: smr::runtime::OpenMode::NewCluster,
                     seed: 0x5eed ^ index as u64,
                     inline_commit,
                     trace,

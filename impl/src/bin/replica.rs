@@ -1,12 +1,14 @@
 //! `replica`: runs one replica of a cluster.
 //!
 //! ```text
-//! replica --config cluster.toml --id 0 --data-dir data/0
+//! replica --config cluster.toml --id 0 --data-dir data/0 --new-cluster   # the first start
+//! replica --config cluster.toml --id 0 --data-dir data/0                 # every restart
+//! replica --config cluster.toml --id 0 --data-dir data/0 --recover       # after a lost disk
 //! ```
 
 use clap::Parser;
 use smr::deploy::{start_replica, Cluster, ReplicaOptions};
-use smr::runtime::{SplitMix64, SyncPolicy};
+use smr::runtime::{OpenMode, SplitMix64, SyncPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,10 +24,23 @@ struct Arguments {
     /// This replica's id in the configuration.
     #[arg(long)]
     id: u64,
-    /// Where this replica keeps its durable state; created if missing. Never share one
-    /// between replicas.
+    /// Where this replica keeps its durable state. Never share one between replicas. It must
+    /// hold this replica's state, unless --new-cluster or --recover says otherwise.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Create the data directory (it must be missing or empty) for a member of a brand-new
+    /// cluster's first configuration, or for a spare that has never been a member. Only for
+    /// the very first start: a replica that starts from nothing forgets whatever it promised
+    /// before, so never use it for a replica that ran before.
+    #[arg(long, conflicts_with = "recover")]
+    new_cluster: bool,
+    /// This replica lost its storage (the disk was wiped or replaced, or its files are
+    /// damaged, or --data-dir pointed elsewhere): move what the directory holds aside (into a
+    /// damaged-* directory inside it) and rebuild the state from the other replicas. It casts no
+    /// vote until a quorum of the others has told it everything it may have promised or
+    /// accepted. An intact directory is used as it is.
+    #[arg(long)]
+    recover: bool,
     /// UNSAFE, for experiments only: do not wait for the disk before answering. A machine
     /// crash can then lose acknowledged writes and break consistency.
     #[arg(long)]
@@ -96,8 +111,16 @@ async fn run(
     } else {
         SyncPolicy::Fsync
     };
+    let mode = if arguments.new_cluster {
+        OpenMode::NewCluster
+    } else if arguments.recover {
+        OpenMode::Recover
+    } else {
+        OpenMode::Existing
+    };
     let options = ReplicaOptions {
         sync,
+        mode,
         seed: arguments
             .seed
             .unwrap_or_else(SplitMix64::seed_from_environment),

@@ -248,6 +248,11 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 "  incarnation {}; keys {}; sessions {}; state digest {:016x}",
                 status.incarnation, status.keys, status.sessions, status.service_digest
             );
+            if let Some((promised, needed)) = status.rebuild {
+                println!(
+                    "  rebuilding lost storage: {promised} of the {needed} other replicas it needs have answered; it casts no vote until then"
+                );
+            }
         }
         None => println!(
             "replica {id} at {address}: answered, but its status did not decode (another version?)"

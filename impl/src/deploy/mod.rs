@@ -5,10 +5,12 @@
 //! - [`replica`]: a replica actor on its socket with its data directory.
 //! - [`client`]: the client actor on its socket, with an overall deadline.
 //! - [`status`]: what `smr status` shows, computed from a replica's state by its runtime.
+//! - [`progress`]: what a replica's log says while it rebuilds lost storage.
 //! - `stepping`: how the runtime steps [`crate::Node`] on a state it owns.
 
 pub mod client;
 pub mod config;
+pub mod progress;
 pub mod replica;
 pub mod status;
 mod stepping;

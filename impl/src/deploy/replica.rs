@@ -5,9 +5,11 @@ use super::node_digest;
 use super::status::encode_replica_status;
 use crate::node::Node;
 use crate::replica::Replica;
+use crate::replica::Storage;
 use crate::runtime::peers::wire_id;
 use crate::runtime::{
-    DurableStore, Identity, NetworkFaults, Partition, Runtime, RuntimeBug, StorageError, SyncPolicy,
+    DurableStore, Genesis, Identity, NetworkFaults, OpenMode, Opened, Partition, Runtime,
+    RuntimeBug, StorageError, SyncPolicy,
 };
 use crate::trace::SharedSink;
 use stateright::actor::Id;
@@ -19,6 +21,9 @@ use tokio::net::UdpSocket;
 #[derive(Clone, Debug)]
 pub struct ReplicaOptions {
     pub sync: SyncPolicy,
+    /// How to treat the data directory: it must hold the replica's state (the default), be
+    /// created for a brand-new cluster, or be rebuilt after a loss (see [`OpenMode`]).
+    pub mode: OpenMode,
     /// Seeds timer durations; different replicas should get different seeds.
     pub seed: u64,
     /// Commit on the runtime's thread (see [`Runtime::with_inline_commit`]).
@@ -35,6 +40,7 @@ impl Default for ReplicaOptions {
     fn default() -> Self {
         Self {
             sync: SyncPolicy::Fsync,
+            mode: OpenMode::Existing,
             seed: crate::runtime::SplitMix64::seed_from_environment(),
             inline_commit: false,
             trace: None,
@@ -46,8 +52,9 @@ impl Default for ReplicaOptions {
 
 /// Opens replica `id`'s data directory and prepares its runtime on `socket` (bound to the
 /// replica's configured address). The actor starts, or recovers from what the directory
-/// holds, when the runtime runs. Fails if the directory is damaged, belongs to another replica
-/// or cluster, or is in use.
+/// holds, or rebuilds lost storage, when the runtime runs. Fails if the directory is missing,
+/// empty or damaged (unless `options.mode` says to create or recover it), belongs to another
+/// replica or cluster, disagrees with the cluster's first configuration, or is in use.
 pub fn start_replica(
     cluster: &Cluster,
     id: Id,
@@ -58,24 +65,49 @@ pub fn start_replica(
     let identity = Identity {
         cluster: cluster.id,
         replica: wire_id(id),
+        genesis: Some(Genesis {
+            members: cluster
+                .replica
+                .members
+                .iter()
+                .map(|m| wire_id(*m))
+                .collect(),
+            window: cluster.replica.limits.window as u64,
+        }),
     };
-    let (store, mut loaded) =
-        DurableStore::<crate::replica::Storage>::open(data_dir, identity, options.sync)?;
+    let (store, opened) =
+        DurableStore::<Storage>::open(data_dir, &identity, options.sync, options.mode)?;
+    let mut loaded = match opened {
+        Opened::New => {
+            tracing::info!(
+                replica = usize::from(id),
+                "starting a new replica of a brand-new cluster"
+            );
+            None
+        }
+        Opened::Existing(storage) => {
+            tracing::info!(
+                replica = usize::from(id),
+                incarnation = storage.incarnation,
+                accepted = storage.accepted.len(),
+                promised = ?storage.promised,
+                rebuilding = storage.rebuilding,
+                "recovering from the data directory"
+            );
+            Some(storage)
+        }
+        Opened::Lost { why, moved_to } => {
+            tracing::warn!(
+                replica = usize::from(id),
+                %why,
+                moved_to = %moved_to.as_ref().map_or("(nothing to move)".to_string(), |p| p.display().to_string()),
+                "this replica's storage is lost: it rebuilds it from the other replicas and casts no vote until then"
+            );
+            Some(Storage::lost())
+        }
+    };
     if RuntimeBug::active(options.bug, RuntimeBug::StaleRestart) && loaded.is_some() {
-        loaded = DurableStore::<crate::replica::Storage>::snapshot_only(data_dir)?;
-    }
-    match &loaded {
-        Some(storage) => tracing::info!(
-            replica = usize::from(id),
-            incarnation = storage.incarnation,
-            accepted = storage.accepted.len(),
-            promised = ?storage.promised,
-            "recovering from the data directory"
-        ),
-        None => tracing::info!(
-            replica = usize::from(id),
-            "starting with an empty data directory"
-        ),
+        loaded = DurableStore::<Storage>::snapshot_only(data_dir)?;
     }
     let actor = Node::Replica(Replica::new(cluster.replica.clone()));
     let seed = options.seed ^ wire_id(id);
@@ -91,6 +123,7 @@ pub fn start_replica(
     .with_store(store, loaded)
     .with_inline_commit(options.inline_commit)
     .with_status(Box::new(encode_replica_status))
+    .with_hooks(Box::new(super::progress::RebuildProgress::default()))
     .with_bug(options.bug);
     if let Some((faults, partition)) = options.faults {
         runtime = runtime.with_faults(faults, seed.rotate_left(17), partition);

@@ -17,8 +17,12 @@ use tokio::net::UdpSocket;
 /// What one replica says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
-    /// "leader", "candidate" or "follower".
+    /// "leader", "candidate" or "follower"; "rebuilding" while the replica rebuilds lost
+    /// storage (it casts no vote then).
     pub role: String,
+    /// While rebuilding: the other replicas that promised its rebuild ballot, and how many it
+    /// needs (it waits while fewer are up).
+    pub rebuild: Option<(u64, u64)>,
     /// The ballot promised, as (round, leader).
     pub ballot: (u32, u64),
     /// The replica believed to lead.
@@ -58,10 +62,14 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
         return Vec::new();
     };
     let role = match replica.role {
+        _ if replica.durable.rebuilding => "rebuilding",
         Role::Leader(_) => "leader",
         Role::Candidate(_) => "candidate",
         Role::Follower => "follower",
     };
+    let rebuild = super::progress::rebuild_progress(state)
+        .filter(|(rebuilding, _, _)| *rebuilding)
+        .map(|(_, promised, needed)| (promised as u64, needed as u64));
     let decided = replica
         .log
         .keys()
@@ -70,6 +78,7 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
         .max(replica.executed);
     let status = ReplicaStatus {
         role: role.to_string(),
+        rebuild,
         ballot: (
             replica.durable.promised.round,
             wire_id(replica.durable.promised.leader),

@@ -47,7 +47,10 @@ impl Replica {
                 .insert(id, digest);
             self.count_checkpoint_votes(id, state, at, fx);
         } else if let Some(leader) = state.leader.filter(|leader| *leader != id) {
-            fx.send(leader, Msg::CheckpointVote { slot: at, digest });
+            // A replica rebuilding its storage holds this checkpoint but casts no vote.
+            if !state.durable.rebuilding {
+                fx.send(leader, Msg::CheckpointVote { slot: at, digest });
+            }
         }
         if self.config.has_bug(SeededBug::TruncateBeforeStable) {
             self.truncate(state, at, fx);

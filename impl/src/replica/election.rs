@@ -2,11 +2,15 @@
 //!
 //! A replica that hears from no leader for an election timeout picks a ballot above every one
 //! it has promised and asks all replicas to promise it, for every slot from the first one it has
-//! not executed. Each promise carries what the acceptor accepted there. With a quorum of
-//! promises the candidate leads: for every open slot it re-proposes the value accepted in the
-//! highest ballot, fills slots with no value with no-ops, and only then proposes new commands.
+//! not executed. Each promise carries what the acceptor accepted there, in pages when that does
+//! not fit one message. With a quorum of complete promises the candidate leads: for every open
+//! slot it re-proposes the value accepted in the highest ballot, fills slots with no value with
+//! no-ops, and only then proposes new commands.
+//!
+//! A replica that lost its storage runs the same Phase 1 to rebuild it, with its own promise not
+//! counted (see `rebuild`).
 
-use super::state::{Candidacy, Leadership, ReplicaState, Role, Votes};
+use super::state::{Candidacy, Leadership, Promises, ReplicaState, Role, Votes};
 use super::storage::Accepted;
 use super::Replica;
 use crate::ballot::Ballot;
@@ -18,6 +22,16 @@ use spec::Slot;
 use stateright::actor::Id;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+
+/// A promise as it arrived, with the fields the candidate judges.
+pub(super) struct PromiseMsg {
+    pub ballot: Ballot,
+    pub log_start: Slot,
+    pub accepted: Vec<AcceptedEntry>,
+    pub complete: bool,
+    pub checkpoint: Slot,
+    pub rebuilt: BTreeMap<Id, Ballot>,
+}
 
 impl Replica {
     pub(super) fn on_election_timeout(
@@ -34,6 +48,7 @@ impl Replica {
 
     /// Whether this replica may campaign: it is a member of every configuration that decides
     /// a slot of its window (a replica whose QUIT is decided does not; neither does a spare).
+    /// A replica rebuilding its storage campaigns only to rebuild it (`start_election`).
     pub(super) fn can_lead(&self, id: Id, state: &ReplicaState) -> bool {
         let configuration = &state.service.configuration;
         configuration.members_at(state.executed).contains(&id)
@@ -43,22 +58,41 @@ impl Replica {
                 .is_none_or(|p| p.members.contains(&id))
     }
 
-    /// Starts Phase 1 with the next ballot of this replica.
+    /// Starts Phase 1 with the next ballot of this replica. A replica whose storage is being
+    /// rebuilt asks for everything every acceptor holds and does not count itself.
     pub(super) fn start_election(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
+        let rebuild = state.durable.rebuilding;
         let ballot = state.ballot().next_for(id);
         state.durable.promised = ballot;
         state.leader = None;
         fx.persist();
-        // The candidate promises its own ballot, so its own accepted values count like any
-        // other acceptor's.
         let mut candidacy = Candidacy {
-            promised_by: Votes::of(id),
+            promises: Promises::default(),
+            from: if rebuild { 0 } else { state.executed },
             adopted: BTreeMap::new(),
+            rebuild,
+            log_start: 0,
         };
-        for (slot, accepted) in state.durable.accepted.range(state.executed..) {
-            self.adopt(&mut candidacy.adopted, *slot, accepted);
+        // The candidate promises its own ballot, so its own accepted values count like any
+        // other acceptor's; not when it rebuilds, as it has forgotten them.
+        let counts_itself = !rebuild || self.config.has_bug(SeededBug::RebuildCountsItself);
+        if counts_itself {
+            candidacy.promises.by.insert(id);
+            // (With the seeded bug, the rebuilding replica counts itself in the life it is
+            // rebuilding into.)
+            let life = if rebuild {
+                ballot
+            } else {
+                state.durable.life(id)
+            };
+            if life != Ballot::default() {
+                candidacy.promises.lives.insert(id, life);
+            }
+            for (slot, accepted) in state.durable.accepted.range(state.executed..) {
+                self.adopt(&mut candidacy.adopted, *slot, accepted);
+            }
         }
-        let promised_by = candidacy.promised_by;
+        let (promised_by, from) = (candidacy.promises.by, candidacy.from);
         state.role = Role::Candidate(candidacy);
         fx.set_timer(Timer::Election, self.config.election_timeout.clone());
         // Every configuration that decides a slot of the window must promise.
@@ -66,16 +100,22 @@ impl Replica {
             self.audience(id, state),
             &Msg::Prepare {
                 ballot,
-                from: state.executed,
+                from,
+                rebuild,
             },
         );
-        if self.promises_cover_window(state, promised_by) {
+        if counts_itself && self.promises_cover_window(state, promised_by) {
             self.become_leader(id, state, fx);
         }
     }
 
     /// Keeps, for `slot`, the value accepted in the highest ballot seen so far.
-    fn adopt(&self, adopted: &mut BTreeMap<Slot, Accepted>, slot: Slot, accepted: &Accepted) {
+    pub(super) fn adopt(
+        &self,
+        adopted: &mut BTreeMap<Slot, Accepted>,
+        slot: Slot,
+        accepted: &Accepted,
+    ) {
         let replace = match adopted.get(&slot) {
             None => true,
             Some(current) if self.config.has_bug(SeededBug::AdoptLowestBallot) => {
@@ -88,6 +128,7 @@ impl Replica {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_prepare(
         &self,
         id: Id,
@@ -95,9 +136,21 @@ impl Replica {
         src: Id,
         ballot: Ballot,
         from: Slot,
+        rebuild: bool,
         fx: &mut Effects,
     ) {
-        if ballot < state.ballot() {
+        // A rebuild ballot is promised only strictly above the current promise (so that the
+        // rebuilding replica never leads a ballot it led before its loss); an equal one only as
+        // the next page of a rebuild already recorded.
+        let recorded = state.durable.rebuilt.get(&src) == Some(&ballot);
+        if recorded && !rebuild {
+            // The sender's earlier life prepared the very ballot it now rebuilds with (its
+            // Prepare was still in flight): an answer would pass for part of the rebuild.
+            return;
+        }
+        let refused = ballot < state.ballot()
+            || (rebuild && (ballot.leader != src || (ballot == state.ballot() && !recorded)));
+        if refused {
             fx.send(
                 src,
                 Msg::Nack {
@@ -118,9 +171,16 @@ impl Replica {
             // Our own ballot echoed back: nothing to promise.
             return;
         }
-        // Report everything accepted from the candidate's first unexecuted slot on, within
-        // one message. A candidate that is so far behind that it does not fit must catch up
-        // before it can lead.
+        if rebuild && !recorded {
+            // The sender's earlier life is void from now on: saved before the promise leaves,
+            // so that every later promise of this acceptor says so (RECOVERY.md, RC2).
+            let state = state.to_mut();
+            state.durable.rebuilt.insert(src, ballot);
+            fx.persist();
+        }
+        // Report what was accepted from the candidate's `from` on, within one message; the
+        // candidate asks for the rest from where this page ends. A page holds at least one entry
+        // (an entry fits one message, as its Accept did), so paging always advances.
         let mut accepted = Vec::new();
         let mut bytes = 0;
         let mut complete = true;
@@ -135,7 +195,7 @@ impl Replica {
             .range(from.max(state.durable.log_start)..)
         {
             bytes += entry.command.size_bound() + 24;
-            if bytes > self.config.limits.max_payload_bytes {
+            if bytes > self.config.limits.max_payload_bytes && !accepted.is_empty() {
                 complete = false;
                 break;
             }
@@ -153,39 +213,72 @@ impl Replica {
                 log_start,
                 accepted,
                 complete,
+                // Only a rebuild needs it; leaving it out elsewhere keeps promises alike.
+                checkpoint: if rebuild {
+                    state.durable.checkpoint_slot()
+                } else {
+                    0
+                },
+                rebuilt: state.durable.rebuilt.clone(),
             },
         );
     }
 
     /// A promise for this replica's ballot: counted by a candidate, and by a leader that asked
     /// the members of a new configuration for theirs.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_promise(
         &self,
         id: Id,
         state: &mut Cow<ReplicaState>,
         src: Id,
-        ballot: Ballot,
-        log_start: Slot,
-        accepted: Vec<AcceptedEntry>,
-        complete: bool,
+        promise: PromiseMsg,
         fx: &mut Effects,
     ) {
-        let (promised_by, first_open) = match &state.role {
-            Role::Candidate(candidacy) => (candidacy.promised_by, state.executed),
-            Role::Leader(leadership) => (leadership.promised_by, leadership.next_slot),
+        let (promises, first_open, rebuild) = match &state.role {
+            Role::Candidate(c) => (&c.promises, state.executed, c.rebuild),
+            Role::Leader(l) => (&l.promises, l.next_slot, false),
             Role::Follower => return,
         };
-        if ballot != state.ballot() || promised_by.contains(src) {
-            return;
+        // A page after the first answers the candidate's request for the rest: it starts at
+        // or after the slot the previous page ended at (an earlier page delivered again does
+        // not).
+        let in_turn = match promises.paging.get(&src) {
+            Some(next) => promise.accepted.first().is_none_or(|e| e.slot >= *next),
+            None => true,
+        };
+        if promise.ballot != state.ballot() || promises.by.contains(src) || !in_turn {
+            return; // Stale, counted already, or a page out of turn.
         }
         let state = state.to_mut();
-        if !complete || log_start > state.executed {
-            // The acceptor discarded slots this replica has not executed (or could not report
-            // all it accepted): it cannot tell what was decided there, so the promise does not
-            // count. A candidate catches up from that acceptor instead of leading.
-            if let Role::Candidate(_) = state.role {
-                state.role = Role::Follower;
+        if state.durable.learn_lives(&promise.rebuilt) {
+            fx.persist();
+        }
+        let life = promise.rebuilt.get(&src).copied().unwrap_or_default();
+        if life < state.durable.life(src) {
+            return; // From a life of the sender that has since been rebuilt: void.
+        }
+        if self.counts_a_void_life(state) {
+            // A promise already counted came from a life since rebuilt: this ballot's quorum
+            // may rest on an acceptor that no longer remembers it (RECOVERY.md, RC2).
+            self.step_down(state, fx);
+            return;
+        }
+        if rebuild && promise.rebuilt.get(&id) != Some(&promise.ballot) {
+            // A promise of this ballot that does not record this rebuild (it answered a Prepare
+            // of this replica's earlier life) cannot void that life's promises.
+            return;
+        }
+        if !self.promise_covers(state, rebuild, &promise) {
+            // The acceptor discarded slots this replica has not executed, or holds a checkpoint
+            // a rebuilding replica does not hold yet: it cannot tell what was decided there,
+            // so the promise does not count. A candidate catches up from that acceptor instead
+            // of leading; a rebuilding one goes on counting the others meanwhile.
+            if !rebuild {
+                if let Role::Candidate(_) = state.role {
+                    state.role = Role::Follower;
+                }
+            }
+            if matches!(state.role, Role::Candidate(_) | Role::Follower) {
                 fx.send(
                     src,
                     Msg::CatchUp {
@@ -195,17 +288,15 @@ impl Replica {
             }
             return;
         }
-        let (promised_by, adopted) = match &mut state.role {
-            Role::Candidate(candidacy) => (&mut candidacy.promised_by, &mut candidacy.adopted),
-            Role::Leader(leadership) => (&mut leadership.promised_by, &mut leadership.adopted),
+        let (promises, adopted, log_start) = match &mut state.role {
+            Role::Candidate(c) => (&mut c.promises, &mut c.adopted, Some(&mut c.log_start)),
+            Role::Leader(l) => (&mut l.promises, &mut l.adopted, None),
             Role::Follower => unreachable!("checked above"),
         };
-        promised_by.insert(src);
-        let promised_by = *promised_by;
-        for entry in &accepted {
+        for entry in &promise.accepted {
             // Slots a leader already proposed in this ballot keep their proposal: it was
-            // chosen from a quorum's promises already.
-            if entry.slot >= first_open {
+            // chosen from a quorum's promises already. A rebuild keeps every slot.
+            if rebuild || entry.slot >= first_open {
                 self.adopt(
                     adopted,
                     entry.slot,
@@ -216,6 +307,29 @@ impl Replica {
                 );
             }
         }
+        if !promise.complete {
+            // An incomplete page holds at least one entry (see `on_prepare`).
+            let next = promise.accepted.last().map_or(0, |e| e.slot + 1);
+            promises.paging.insert(src, next);
+            fx.send(
+                src,
+                Msg::Prepare {
+                    ballot: promise.ballot,
+                    from: next,
+                    rebuild,
+                },
+            );
+            return;
+        }
+        promises.paging.remove(&src);
+        promises.by.insert(src);
+        if life != Ballot::default() {
+            promises.lives.insert(src, life);
+        }
+        if let Some(log_start) = log_start {
+            *log_start = (*log_start).max(promise.log_start);
+        }
+        let promised_by = promises.by;
         match state.role {
             Role::Candidate(_) if self.promises_cover_window(state, promised_by) => {
                 self.become_leader(id, state, fx)
@@ -225,23 +339,56 @@ impl Replica {
         }
     }
 
+    /// Whether a promise tells a candidate everything it must know: what the acceptor accepted
+    /// from the candidate's first open slot on. An ordinary candidate needs the acceptor not to
+    /// have truncated beyond its executed prefix; a rebuilding one (which asked for everything
+    /// from the acceptor's log start) needs to hold the acceptor's latest checkpoint itself, so
+    /// that it holds a checkpoint at its new log start and restores the stable checkpoints it
+    /// held before its loss (RECOVERY.md, RC3 and RC4).
+    fn promise_covers(&self, state: &ReplicaState, rebuild: bool, promise: &PromiseMsg) -> bool {
+        if rebuild {
+            promise.checkpoint <= state.durable.checkpoint_slot()
+        } else {
+            promise.log_start <= state.executed
+        }
+    }
+
+    /// Whether a promise counted for the current ballot came from a replica's life that this
+    /// replica now knows was rebuilt since.
+    fn counts_a_void_life(&self, state: &ReplicaState) -> bool {
+        let promises = match &state.role {
+            Role::Candidate(c) => &c.promises,
+            Role::Leader(l) => &l.promises,
+            Role::Follower => return false,
+        };
+        promises.by.iter().any(|voter| {
+            let counted = promises.lives.get(&voter).copied().unwrap_or_default();
+            counted < state.durable.life(voter)
+        })
+    }
+
     /// Phase 1 succeeded: lead. `try_propose` re-proposes the adopted values slot by slot,
     /// fills gaps with no-ops, and only then proposes new commands.
     fn become_leader(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
-        let Role::Candidate(candidacy) = std::mem::replace(&mut state.role, Role::Follower) else {
+        let Role::Candidate(mut candidacy) = std::mem::replace(&mut state.role, Role::Follower)
+        else {
             unreachable!("only a candidate becomes leader")
         };
+        if candidacy.rebuild {
+            self.complete_rebuild(id, state, &mut candidacy, fx);
+        }
         state.leader = Some(id);
         fx.cancel_timer(Timer::Election);
         self.set_heartbeat_timer(fx);
         let mut asked = Votes::from_ids(&state.service.configuration.audience());
         asked.insert(id);
+        let adopted = candidacy.adopted.split_off(&state.executed);
         state.role = Role::Leader(Leadership {
             next_slot: state.executed,
             proposals: BTreeMap::new(),
             queue: Default::default(),
-            promised_by: candidacy.promised_by,
-            adopted: candidacy.adopted,
+            promises: candidacy.promises,
+            adopted,
             asked,
         });
         self.execute(id, state, fx);

@@ -24,6 +24,18 @@ impl Replica {
             );
         }
         assert!(
+            state.durable.log_start <= state.executed,
+            "replica {id:?} truncated at {} beyond its executed prefix {}",
+            state.durable.log_start,
+            state.executed
+        );
+        if state.durable.rebuilding {
+            assert!(
+                state.durable.accepted.is_empty(),
+                "replica {id:?} accepted a value while rebuilding its storage"
+            );
+        }
+        assert!(
             !state.log.contains_key(&state.executed),
             "replica {id:?} left decided slot {} unexecuted",
             state.executed
@@ -35,10 +47,19 @@ impl Replica {
                     promised.leader, id,
                     "a candidate campaigns in its own ballot"
                 );
-                assert!(candidacy.promised_by.contains(id));
+                assert_eq!(
+                    candidacy.promises.by.contains(id),
+                    !candidacy.rebuild,
+                    "replica {id:?}: a candidate counts itself unless it rebuilds its storage"
+                );
+                assert_eq!(candidacy.rebuild, state.durable.rebuilding);
             }
             Role::Leader(leadership) => {
                 assert_eq!(promised.leader, id, "a leader leads in its own ballot");
+                assert!(
+                    !state.durable.rebuilding,
+                    "replica {id:?} leads while rebuilding its storage"
+                );
                 // The α-window: nothing is proposed whose configuration is not known yet.
                 let alpha = state.service.configuration.alpha;
                 assert!(

@@ -102,7 +102,7 @@ impl Replica {
             }
             let configuration = &state.service.configuration;
             for member in self.audience(id, state) {
-                if leadership.promised_by.contains(member) {
+                if leadership.promises.by.contains(member) {
                     continue;
                 }
                 if !configuration.contains(member) {
@@ -113,6 +113,7 @@ impl Replica {
                     Msg::Prepare {
                         ballot: state.ballot(),
                         from: state.executed,
+                        rebuild: false,
                     },
                 );
             }
@@ -175,13 +176,14 @@ impl Replica {
             // A new member that was asked for its promise before it held its state (and so
             // ignored the Prepare) asks to catch up once it holds it: ask again.
             let waiting =
-                !leadership.promised_by.contains(src) && self.audience(id, state).contains(&src);
+                !leadership.promises.by.contains(src) && self.audience(id, state).contains(&src);
             if waiting {
                 fx.send(
                     src,
                     Msg::Prepare {
                         ballot: state.ballot(),
                         from: state.executed,
+                        rebuild: false,
                     },
                 );
             }

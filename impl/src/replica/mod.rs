@@ -12,6 +12,7 @@
 //! - [`execution`]: in-order execution with the exactly-once session table.
 //! - [`checkpoint`]: checkpoints, stability, log truncation and the audit.
 //! - [`transfer`]: state transfer of checkpoints in chunks.
+//! - [`rebuild`]: rebuilding lost or damaged storage before voting again.
 //! - [`invariants`]: local invariants checked after every step in debug builds.
 
 mod checkpoint;
@@ -20,13 +21,14 @@ mod election;
 mod execution;
 mod invariants;
 mod learning;
+mod rebuild;
 mod replication;
 pub mod state;
 pub mod storage;
 pub mod transfer;
 
 pub use config::{Limits, ReplicaConfig};
-pub use state::{Candidacy, Leadership, Proposal, ReplicaState, Role, Transfer, Votes};
+pub use state::{Candidacy, Leadership, Promises, Proposal, ReplicaState, Role, Transfer, Votes};
 pub use storage::{Accepted, Checkpoint, Durable, Storage, StorageChange};
 
 use crate::ballot::Ballot;
@@ -58,9 +60,12 @@ impl Replica {
     /// Whether this replica takes part in the protocol: its state makes it a member in force
     /// or of the pending configuration. A joiner is not one until it holds a state that includes
     /// it (it got it by state transfer); a replica whose QUIT is in force is no longer one.
-    /// Only a participant votes, campaigns or leads.
+    /// Only a participant votes, campaigns or leads. A replica rebuilding lost storage does
+    /// not participate until the rebuild completes (see `rebuild`).
     fn participates(&self, id: Id, state: &ReplicaState) -> bool {
-        state.service.configuration.includes(id) || self.config.has_bug(SeededBug::JoinerVotesEarly)
+        (state.service.configuration.includes(id)
+            || self.config.has_bug(SeededBug::JoinerVotesEarly))
+            && !state.durable.rebuilding
     }
 
     /// The other replicas that decide some slot this replica can currently propose or vote
@@ -112,6 +117,9 @@ impl Replica {
         o: &mut Out<Node>,
     ) -> ReplicaState {
         let mut fx = Effects::default();
+        // The seeded bug: storage marked as lost is taken for a brand-new replica's.
+        let storage = storage
+            .filter(|s| !(s.rebuilding && self.config.has_bug(SeededBug::VoteAfterDiskLoss)));
         // A restart keeps everything durable and counts itself; volatile knowledge (the decided
         // log, the executed state) is learned again from the other replicas.
         let (durable, fresh) = match storage {
@@ -155,12 +163,22 @@ impl Replica {
             // may have truncated it, and then only a snapshot brings it back. Without
             // checkpoints nothing is truncated, and the leader's next heartbeat shows the gap
             // (see `learning`); not asking at once then keeps the model's state space to a
-            // third (the `checkpoint` preset explores the immediate catch-up).
-            if let Some(peer) = self.audience(id, &state).first() {
-                fx.send(*peer, Msg::CatchUp { from: executed });
-            }
+            // third (the `checkpoint` preset explores the immediate catch-up). A replica that
+            // rebuilds lost storage asks every peer: any of them may be down.
+            let audience = self.audience(id, &state);
+            let asked = if state.durable.rebuilding {
+                &audience[..]
+            } else {
+                &audience[..audience.len().min(1)]
+            };
+            fx.broadcast(asked.iter().copied(), &Msg::CatchUp { from: executed });
         }
         match self.config.initial_leader {
+            // A replica rebuilding its storage starts the rebuild when its election timer fires
+            // (or a heartbeat shows it caught up, see `rebuild`).
+            _ if state.durable.rebuilding => {
+                fx.set_timer(Timer::Election, self.config.election_timeout.clone())
+            }
             // A spare waits, silent, until a JOIN and a state transfer make it a member.
             _ if !self.participates(id, &state) => {}
             Some(leader) if fresh => {
@@ -171,7 +189,10 @@ impl Replica {
                         next_slot: 0,
                         proposals: BTreeMap::new(),
                         queue: Default::default(),
-                        promised_by: Votes::from_ids(&self.config.members),
+                        promises: Promises {
+                            by: Votes::from_ids(&self.config.members),
+                            ..Promises::default()
+                        },
                         adopted: BTreeMap::new(),
                         asked: Votes::from_ids(&self.config.members),
                     });
@@ -198,8 +219,21 @@ impl Replica {
     ) {
         let mut fx = Effects::default();
         match msg {
-            // A replica that does not participate (a spare before its state transfer, or one
-            // whose QUIT is in force) casts no vote and serves no client.
+            // A replica that rebuilds its storage learns from heartbeats, and votes on nothing.
+            Msg::Heartbeat { ballot, commit, .. }
+                if state.durable.rebuilding && self.is_replica(src) =>
+            {
+                self.on_heartbeat_while_rebuilding(id, state, src, ballot, commit, &mut fx);
+                if let Cow::Owned(state) = state {
+                    state.refresh_digest();
+                }
+                self.check_invariants(id, state);
+                fx.flush(&state.durable, o);
+                return;
+            }
+            // A replica that does not participate (a spare before its state transfer, one
+            // whose QUIT is in force, or one rebuilding its storage) casts no vote and serves no
+            // client.
             Msg::Request(_) | Msg::Prepare { .. } | Msg::Accept { .. } | Msg::Heartbeat { .. }
                 if !self.participates(id, state) =>
             {
@@ -212,15 +246,29 @@ impl Replica {
         }
         match msg {
             Msg::Request(request) => self.on_request(id, state, src, request, &mut fx),
-            Msg::Prepare { ballot, from } => self.on_prepare(id, state, src, ballot, from, &mut fx),
+            Msg::Prepare {
+                ballot,
+                from,
+                rebuild,
+            } => self.on_prepare(id, state, src, ballot, from, rebuild, &mut fx),
             Msg::Promise {
                 ballot,
                 log_start,
                 accepted,
                 complete,
-            } => self.on_promise(
-                id, state, src, ballot, log_start, accepted, complete, &mut fx,
-            ),
+                checkpoint,
+                rebuilt,
+            } => {
+                let promise = election::PromiseMsg {
+                    ballot,
+                    log_start,
+                    accepted,
+                    complete,
+                    checkpoint,
+                    rebuilt,
+                };
+                self.on_promise(id, state, src, promise, &mut fx)
+            }
             Msg::Nack { ballot } => self.on_nack(state, ballot, &mut fx),
             Msg::Accept {
                 ballot,

@@ -84,7 +84,9 @@ impl Replica {
     /// (the members of a JOIN had not been asked) waits for them.
     pub(super) fn try_propose(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         self.ask_new_members(id, state, fx);
-        let alpha = self.config.limits.window as Slot;
+        // α comes from the replicated configuration, never from local settings: every replica
+        // must compute the same configuration for every slot.
+        let alpha = state.service.configuration.alpha;
         loop {
             let Role::Leader(leadership) = &state.role else {
                 return;
@@ -101,7 +103,7 @@ impl Replica {
                 continue;
             }
             let electorate = self.electorate(state, slot);
-            if !electorate.contains(id) || !self.is_quorum(leadership.promised_by, electorate) {
+            if !electorate.contains(id) || !self.is_quorum(leadership.promises.by, electorate) {
                 // Not a member there (its QUIT is in force from this slot: it steps down once
                 // it executes up to here), or waiting for promises from new members.
                 break;
@@ -160,7 +162,14 @@ impl Replica {
         for member in audience {
             if !leadership.asked.contains(member) {
                 leadership.asked.insert(member);
-                fx.send(member, Msg::Prepare { ballot, from });
+                fx.send(
+                    member,
+                    Msg::Prepare {
+                        ballot,
+                        from,
+                        rebuild: false,
+                    },
+                );
             }
         }
     }

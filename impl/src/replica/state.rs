@@ -89,14 +89,35 @@ pub struct Proposal {
     pub electorate: Votes,
 }
 
+/// Promises counted for one ballot: by a candidate in Phase 1, and by a leader that asks the
+/// members of a new configuration for theirs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Promises {
+    /// Replicas whose promise is complete and counts (a candidate includes itself, unless it
+    /// rebuilds its storage).
+    pub by: Votes,
+    /// Replicas whose promise arrives in pages: the slot the next page starts at.
+    pub paging: BTreeMap<Id, Slot>,
+    /// The life (see `Storage::rebuilt`) each counted replica had when it promised, where it
+    /// had been rebuilt: a promise from a life since rebuilt is void.
+    pub lives: BTreeMap<Id, Ballot>,
+}
+
 /// Phase 1 in progress.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Candidacy {
-    /// Replicas that promised the candidate's ballot, itself included.
-    pub promised_by: Votes,
+    pub promises: Promises,
+    /// The first slot the candidate asked promises for: its executed prefix, or 0 when it
+    /// rebuilds its storage (then it needs everything the others hold).
+    pub from: Slot,
     /// For each slot, the value accepted in the highest ballot among the promises so far
     /// (Paxos Made Simple, section 2.2, the rule for choosing the value of a proposal).
     pub adopted: BTreeMap<Slot, Accepted>,
+    /// Whether this candidacy rebuilds the candidate's lost storage: its own promise does not
+    /// count, and winning it makes the adopted values its accepted ones (`replica::rebuild`).
+    pub rebuild: bool,
+    /// For a rebuild: the highest log start among the counted promises.
+    pub log_start: Slot,
 }
 
 /// Leadership after a successful Phase 1.
@@ -108,9 +129,9 @@ pub struct Leadership {
     pub proposals: BTreeMap<Slot, Proposal>,
     /// Client requests waiting for a slot.
     pub queue: VecDeque<Request>,
-    /// Replicas that promised this ballot, the leader included. A slot whose configuration is
-    /// not covered by a quorum of them waits for more promises (after a JOIN).
-    pub promised_by: Votes,
+    /// The promises of this ballot, the leader's included. A slot whose configuration is not
+    /// covered by a quorum of them waits for more promises (after a JOIN).
+    pub promises: Promises,
     /// Values reported in promises for slots not yet proposed in this ballot: the value
     /// accepted in the highest ballot, which the leader must propose there.
     pub adopted: BTreeMap<Slot, Accepted>,

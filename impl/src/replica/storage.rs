@@ -5,6 +5,7 @@
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
 use spec::{Command, Digest, ServiceState, Slot};
+use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -61,6 +62,14 @@ pub struct Storage {
     pub log_start: Slot,
     /// The latest checkpoint this replica made or installed; recovery starts from it.
     pub checkpoint: Option<Checkpoint>,
+    /// Set when this replica's storage was lost or damaged and is being rebuilt from the other
+    /// replicas: until the rebuild completes it casts no vote (see `replica::rebuild`).
+    pub rebuilding: bool,
+    /// Each replica's *life*, as far as this replica knows: the ballot of its latest storage
+    /// rebuild (absent: never rebuilt). A promise from an earlier life of a replica is void
+    /// (proofs/RECOVERY.md, RC2). The crash vector of Michael et al. (DISC 2017), counting
+    /// storage losses only.
+    pub rebuilt: BTreeMap<Id, Ballot>,
 }
 
 /// Durable state that can be written incrementally: the runtime appends the changes between
@@ -86,9 +95,49 @@ pub enum StorageChange {
     Discarded(Slot),
     LogStart(Slot),
     Checkpoint(Checkpoint),
+    Rebuilding(bool),
+    Rebuilt(Id, Ballot),
 }
 
 impl Storage {
+    /// What a replica whose storage was lost or damaged starts from: nothing, marked as
+    /// rebuilding. The runtime writes it for `--recover`; the model's `LoseStorage` action
+    /// leaves it behind.
+    pub fn lost() -> Self {
+        Storage {
+            rebuilding: true,
+            ..Storage::default()
+        }
+    }
+
+    /// Whether this is the storage [`Storage::lost`] leaves, before the replica started on it.
+    pub fn is_lost(&self) -> bool {
+        *self == Storage::lost()
+    }
+
+    /// The life of `id` as this storage records it (`Ballot::default()`: never rebuilt).
+    pub fn life(&self, id: Id) -> Ballot {
+        self.rebuilt.get(&id).copied().unwrap_or_default()
+    }
+
+    /// The slot of the latest checkpoint held (0: none).
+    pub fn checkpoint_slot(&self) -> Slot {
+        self.checkpoint.as_ref().map_or(0, |c| c.slot)
+    }
+
+    /// Records what `rebuilt` says of other replicas' lives where it is newer; returns whether
+    /// anything changed.
+    pub fn learn_lives(&mut self, rebuilt: &BTreeMap<Id, Ballot>) -> bool {
+        let mut changed = false;
+        for (id, life) in rebuilt {
+            if self.life(*id) < *life {
+                self.rebuilt.insert(*id, *life);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// The stable checkpoint this replica announces when it leads: the one it truncated its
     /// log at (it truncates only at a checkpoint a quorum holds).
     pub fn stable_checkpoint(&self) -> Option<(Slot, Digest)> {
@@ -112,6 +161,14 @@ impl Durable for Storage {
         }
         if self.log_start != earlier.log_start {
             changes.push(StorageChange::LogStart(self.log_start));
+        }
+        if self.rebuilding != earlier.rebuilding {
+            changes.push(StorageChange::Rebuilding(self.rebuilding));
+        }
+        for (id, life) in &self.rebuilt {
+            if earlier.rebuilt.get(id) != Some(life) {
+                changes.push(StorageChange::Rebuilt(*id, *life));
+            }
         }
         if let Some(checkpoint) = &self.checkpoint {
             if earlier.checkpoint.as_ref() != Some(checkpoint) {
@@ -144,6 +201,10 @@ impl Durable for Storage {
             }
             StorageChange::LogStart(slot) => self.log_start = slot,
             StorageChange::Checkpoint(checkpoint) => self.checkpoint = Some(checkpoint),
+            StorageChange::Rebuilding(rebuilding) => self.rebuilding = rebuilding,
+            StorageChange::Rebuilt(id, life) => {
+                self.rebuilt.insert(id, life);
+            }
         }
     }
 }
@@ -204,8 +265,10 @@ mod tests {
                 command: Command::Noop,
             },
         );
+        later.rebuilding = true;
+        later.rebuilt.insert(Id::from(2), ballot(2));
         let changes = later.changes_since(&earlier);
-        assert_eq!(changes.len(), 7);
+        assert_eq!(changes.len(), 9);
         let mut replayed = earlier.clone();
         for change in changes {
             replayed.apply(change);

@@ -4,6 +4,8 @@
 //! - [`core`]: the actor and its state, one function call per step, and the step observer.
 //! - [`event_loop`]: sockets, timers, group commit and sending.
 //! - [`storage`]: the checksummed snapshot and log on disk.
+//! - [`identity`]: which cluster and replica a data directory belongs to, and whether it is
+//!   new or lost its state.
 //! - [`peers`]: ids to addresses, and whose datagrams to believe.
 //! - [`timers`], [`random`], [`counters`]: small parts of the loop.
 //! - [`faults`]: injected loss, duplication, delay and partitions, for tests.
@@ -25,6 +27,7 @@ pub mod core;
 pub mod counters;
 pub mod event_loop;
 pub mod faults;
+pub mod identity;
 pub mod peers;
 pub mod random;
 pub mod seeded;
@@ -35,12 +38,13 @@ pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver, Stepper};
 pub use counters::Counters;
 pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
 pub use faults::{NetworkFaults, Partition};
+pub use identity::{Creation, Genesis, Identity, IdentityRecord};
 pub use peers::{
     AddressBook, Admitted, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID, MAX_CLIENT_ADDRESSES,
 };
 pub use random::SplitMix64;
 pub use seeded::RuntimeBug;
-pub use storage::{DurableStore, Identity, StorageError, SyncPolicy};
+pub use storage::{DurableStore, OpenMode, Opened, StorageError, SyncPolicy};
 
 use serde::{Deserialize, Serialize};
 

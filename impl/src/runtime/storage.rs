@@ -4,8 +4,10 @@
 //! A data directory holds:
 //!
 //! ```text
-//! identity        which cluster and replica the directory belongs to (text)
+//! identity        which cluster and replica the directory belongs to, how it was created and
+//!                 whether it ever held state (text; see `runtime::identity`)
 //! lock            held (flock) while a process uses the directory
+//! damaged-<t>/    what `--recover` moved aside at Unix time t (kept, never read)
 //! snapshot.<g>    "SMRSNAP1" | generation u64 | length u64 | crc32 u32 | postcard(Storage)
 //! log.<g>         "SMRLOG01" | generation u64 | records... | zeros (preallocated)
 //!   record        length u32 | crc32(payload) u32 | crc32(length, crc) u32 | postcard(changes)
@@ -19,18 +21,29 @@
 //! place and the directory fsync'd, so a name never refers to a partial file. Log records are
 //! appended and fsync'd (fdatasync) before the runtime sends any message that depends on them.
 //! A crash can therefore leave only one thing incomplete: the last record of the newest log,
-//! which nobody was told about. On open, an invalid record with no valid record anywhere after
-//! it is such a torn append: it is zeroed with a warning. Any other damage (an invalid record
-//! followed by a valid one, a record whose checksum is right but which does not decode, a bad
-//! snapshot, a missing file) is reported with the file, the byte offset and what is wrong, and
-//! the replica refuses to start. (Damage confined to the very last record cannot be told apart
-//! from a torn append; it is treated as one.)
+//! which nobody was told about.
+//!
+//! Torn writes and damage are told apart by a durability marker: once a record's fsync has
+//! returned, an empty record (no changes) is appended after it, without waiting for the disk.
+//! So a record that was ever acknowledged is followed by a valid record, and on open an
+//! invalid record with no valid record anywhere after it is a torn append: it is zeroed with a
+//! warning. Any other damage (an invalid record followed by a valid one, a record whose
+//! checksum is right but which does not decode, a bad snapshot, a missing file) is reported
+//! with the file, the byte offset and what is wrong, and the replica refuses to start unless
+//! told to recover (then the files are moved aside and the replica rebuilds from the others,
+//! proofs/RECOVERY.md). The one case the marker cannot decide, a record whose fsync returned,
+//! whose marker a power failure then lost, and which is also damaged, is treated as torn.
+//!
+//! A directory that is missing or empty is never taken for a new one: only
+//! [`OpenMode::NewCluster`] creates one, and only [`OpenMode::Recover`] starts over in a
+//! directory whose state is gone (see `runtime::identity`).
 //!
 //! Compaction. When the log grows past [`COMPACT_LOG_BYTES`] and past the snapshot's size (so
 //! that compaction costs at most as much as the log it removes), the current state is written
 //! as `snapshot.<g+1>`, an empty `log.<g+1>` is created, and generation `g` is deleted. A crash
 //! in between leaves generation `g+1` complete (the newest snapshot wins) or not yet there.
 
+use super::identity::{Creation, Identity, IdentityRecord, Mismatch};
 use crate::replica::Durable;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -55,7 +68,11 @@ const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 8 + 4;
 const LOG_HEADER_BYTES: u64 = 16;
 const RECORD_HEADER_BYTES: usize = 12;
 const IDENTITY_FILE: &str = "identity";
-const IDENTITY_FORMAT: &str = "smr-data-dir 1";
+/// Where `--recover` moves what a damaged directory held.
+const DAMAGED_PREFIX: &str = "damaged-";
+/// The payload of a durability marker: a postcard-encoded empty list of changes.
+const MARKER_PAYLOAD: [u8; 1] = [0];
+const MARKER_BYTES: usize = RECORD_HEADER_BYTES + MARKER_PAYLOAD.len();
 
 /// Whether commits wait for the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,11 +85,34 @@ pub enum SyncPolicy {
     UnsafeNoFsync,
 }
 
-/// Which cluster and replica a data directory belongs to.
+/// How to open a data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub cluster: u64,
-    pub replica: u64,
+pub enum OpenMode {
+    /// The directory must hold this replica's state, or have been created for a brand-new
+    /// cluster and never started.
+    Existing,
+    /// Create a missing or empty directory for a member of a brand-new cluster (or a spare
+    /// that was never a member); refused if it holds state.
+    NewCluster,
+    /// The replica's storage was lost or damaged: a directory that is missing, empty, damaged
+    /// or another replica's is moved aside and the replica starts over, rebuilding its state
+    /// from the others; an intact directory is opened as it is.
+    Recover,
+}
+
+/// What opening a directory found.
+#[derive(Debug)]
+pub enum Opened<S> {
+    /// A directory created for a brand-new cluster and never started: the actor starts fresh.
+    New,
+    /// The state the directory holds.
+    Existing(S),
+    /// The state was lost: the actor must rebuild it. `why` says what was wrong, and
+    /// `moved_to` where the old files went.
+    Lost {
+        why: String,
+        moved_to: Option<PathBuf>,
+    },
 }
 
 /// A storage failure: fatal for the process.
@@ -128,6 +168,8 @@ pub struct DurableStore<S: Durable> {
     snapshot_bytes: u64,
     /// Exactly what the files hold, to compute the changes of the next commit.
     image: Option<S>,
+    /// The directory's identity, once read or written.
+    record: Option<IdentityRecord>,
 }
 
 impl<S: Durable> std::fmt::Debug for DurableStore<S> {
@@ -140,14 +182,57 @@ impl<S: Durable> std::fmt::Debug for DurableStore<S> {
     }
 }
 
+/// What to tell an operator whose replica has no usable state.
+const HINT_EMPTY: &str = "If this replica is a member of a brand-new cluster (or a spare that was never a member), start it once with --new-cluster. If it lost its disk, start it with --recover: it then rebuilds its state from the other replicas before it votes again";
+const HINT_DAMAGED: &str = "If its disk was damaged or replaced, start it with --recover: what the directory holds is moved aside (kept, in a damaged-* directory) and the replica rebuilds its state from the other replicas before it votes again";
+
+/// What a directory holds, read without changing it.
+enum Found<S> {
+    /// No identity and no state: an empty directory.
+    Nothing,
+    /// An identity written when the directory was created, and no state saved since.
+    Unstarted(Creation),
+    /// This replica's state.
+    State(S),
+}
+
+impl<S> Opened<S> {
+    /// The state to start the actor from, for an actor that has no way to rebuild lost
+    /// storage: `None` for a new directory; an error for a lost one.
+    pub fn state(self) -> Result<Option<S>, String> {
+        match self {
+            Opened::New => Ok(None),
+            Opened::Existing(state) => Ok(Some(state)),
+            Opened::Lost { why, .. } => Err(why),
+        }
+    }
+}
+
+/// Why a directory cannot be used as it is.
+enum Problem {
+    /// Its state is missing or damaged: recovery applies.
+    Lost(StorageError),
+    /// It is not this replica's directory, or the configuration disagrees with it: the
+    /// operator must fix the command line or the configuration file.
+    Refused(StorageError),
+}
+
 impl<S: Durable> DurableStore<S> {
-    /// Opens (creating if needed) the data directory `dir` for `identity`, and reads back what
-    /// it holds: `None` for a brand-new directory.
+    /// Opens replica `identity`'s data directory `dir` as `mode` says (see [`OpenMode`]) and
+    /// reads back what it holds.
     pub fn open(
         dir: &Path,
-        identity: Identity,
+        identity: &Identity,
         sync: SyncPolicy,
-    ) -> Result<(Self, Option<S>), StorageError> {
+        mode: OpenMode,
+    ) -> Result<(Self, Opened<S>), StorageError> {
+        if !dir.exists() && mode == OpenMode::Existing {
+            return Err(failure(
+                dir,
+                None,
+                format!("the data directory does not exist. {HINT_EMPTY}"),
+            ));
+        }
         fs::create_dir_all(dir).map_err(|e| io_failure(dir, "cannot create the directory", e))?;
         let lock_path = dir.join("lock");
         let lock = OpenOptions::new()
@@ -165,8 +250,6 @@ impl<S: Durable> DurableStore<S> {
                 )
             },
         )?;
-        let files = Generations::scan(dir)?;
-        check_identity(dir, identity, files.snapshots.is_empty(), sync)?;
         let mut store = Self {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -177,17 +260,142 @@ impl<S: Durable> DurableStore<S> {
             log_allocated: 0,
             snapshot_bytes: 0,
             image: None,
+            record: None,
         };
+        let opened = match (store.read(identity), mode) {
+            (Ok(Found::Nothing), OpenMode::Existing) => {
+                return Err(failure(
+                    dir,
+                    None,
+                    format!("the data directory is empty. {HINT_EMPTY}"),
+                ))
+            }
+            (Ok(Found::Nothing), OpenMode::NewCluster) => {
+                store.create_identity(identity, Creation::NewCluster)?;
+                Opened::New
+            }
+            (Ok(Found::Unstarted(Creation::NewCluster)), OpenMode::Existing)
+            | (Ok(Found::Unstarted(Creation::NewCluster)), OpenMode::NewCluster) => Opened::New,
+            (Ok(Found::Unstarted(Creation::Recovered)), _) => Opened::Lost {
+                why: "a rebuild of this replica's lost storage began here and has not saved anything yet".into(),
+                moved_to: None,
+            },
+            (Ok(Found::Nothing | Found::Unstarted(Creation::NewCluster)), OpenMode::Recover) => {
+                store.create_identity(identity, Creation::Recovered)?;
+                Opened::Lost {
+                    why: "the data directory held no state".into(),
+                    moved_to: None,
+                }
+            }
+            (Ok(Found::State(_)), OpenMode::NewCluster) => {
+                return Err(failure(
+                    dir,
+                    None,
+                    "the data directory already holds this replica's state: start it without --new-cluster",
+                ))
+            }
+            (Ok(Found::State(state)), _) => Opened::Existing(state),
+            (Err(Problem::Refused(error)), _) => return Err(error),
+            (Err(Problem::Lost(error)), OpenMode::Recover) => {
+                let moved_to = store.move_aside()?;
+                store.create_identity(identity, Creation::Recovered)?;
+                Opened::Lost {
+                    why: error.to_string(),
+                    moved_to: Some(moved_to),
+                }
+            }
+            (Err(Problem::Lost(error)), _) => {
+                return Err(StorageError {
+                    what: format!("{}. {HINT_DAMAGED}", error.what),
+                    ..error
+                })
+            }
+        };
+        Ok((store, opened))
+    }
+
+    /// Reads the directory: its identity, then its state, leaving the store ready to append
+    /// to it. Touches nothing but a torn final log record and leftover temporary files.
+    fn read(&mut self, expected: &Identity) -> Result<Found<S>, Problem> {
+        let dir = self.dir.clone();
+        let files = Generations::scan(&dir).map_err(Problem::Refused)?;
+        if let Some(stranger) = files.strangers.first() {
+            return Err(Problem::Refused(failure(
+                &dir.join(stranger),
+                None,
+                "the data directory holds files that are not a replica's: is --data-dir right?",
+            )));
+        }
+        let has_state = !files.snapshots.is_empty() || !files.logs.is_empty();
+        let identity_path = dir.join(IDENTITY_FILE);
+        let record = match fs::read_to_string(&identity_path) {
+            Ok(text) => IdentityRecord::parse(&text, has_state).map_err(|why| {
+                Problem::Lost(failure(
+                    &identity_path,
+                    None,
+                    format!("the identity file is damaged ({why})"),
+                ))
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !has_state => {
+                return Ok(Found::Nothing)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Problem::Lost(failure(
+                    &identity_path,
+                    None,
+                    "missing, but the directory holds replica state: refusing to guess whose it is",
+                )))
+            }
+            Err(error) => {
+                return Err(Problem::Lost(io_failure(
+                    &identity_path,
+                    "cannot read",
+                    error,
+                )))
+            }
+        };
+        match record.mismatch(expected) {
+            Some(Mismatch::Owner(why)) => {
+                return Err(Problem::Refused(failure(
+                    &identity_path,
+                    None,
+                    format!("{why}. Give this replica its own --data-dir"),
+                )))
+            }
+            Some(Mismatch::Genesis(why)) => {
+                return Err(Problem::Refused(failure(&identity_path, None, why)))
+            }
+            None => {}
+        }
+        let creation = record.creation;
+        let started = record.started;
+        self.record = Some(record);
         let Some(&generation) = files.snapshots.last() else {
             if let Some(log) = files.logs.first() {
-                return Err(failure(
+                return Err(Problem::Lost(failure(
                     &dir.join(format!("log.{log}")),
                     None,
                     "a log without any snapshot: the directory is damaged",
-                ));
+                )));
             }
-            return Ok((store, None));
+            if started {
+                return Err(Problem::Lost(failure(
+                    &dir,
+                    None,
+                    "the identity says this replica saved state here, but the state files are gone",
+                )));
+            }
+            return Ok(Found::Unstarted(creation));
         };
+        self.read_state(&files, generation)
+            .map(Found::State)
+            .map_err(Problem::Lost)
+    }
+
+    /// Reads generation `generation`'s snapshot and log.
+    fn read_state(&mut self, files: &Generations, generation: u64) -> Result<S, StorageError> {
+        let dir = self.dir.clone();
+        let sync = self.sync;
         if let Some(log) = files.logs.iter().find(|log| **log > generation) {
             return Err(failure(
                 &dir.join(format!("log.{log}")),
@@ -202,7 +410,7 @@ impl<S: Durable> DurableStore<S> {
             replay_log(&log_path, generation, &mut state, Some(sync))?
         } else {
             // The crash came between the snapshot's rename and the new log's.
-            create_log(dir, generation, sync)?
+            create_log(&dir, generation, sync)?
         };
         // Older generations are superseded by the verified newest one.
         for old in files.snapshots.iter().filter(|g| **g < generation) {
@@ -211,14 +419,84 @@ impl<S: Durable> DurableStore<S> {
         for old in files.logs.iter().filter(|g| **g < generation) {
             remove(&dir.join(format!("log.{old}")))?;
         }
-        store.generation = generation;
-        store.snapshot_bytes = snapshot_bytes;
-        store.log_bytes = log_bytes;
+        self.generation = generation;
+        self.snapshot_bytes = snapshot_bytes;
+        self.log_bytes = log_bytes;
         let log = open_log(&log_path)?;
-        store.log_allocated = file_size(&log, &log_path)?;
-        store.log = Some(log);
-        store.image = Some(state.clone());
-        Ok((store, Some(state)))
+        self.log_allocated = file_size(&log, &log_path)?;
+        self.log = Some(log);
+        self.image = Some(state.clone());
+        self.mark_started()?;
+        Ok(state)
+    }
+
+    /// Writes the identity of a directory created now.
+    fn create_identity(
+        &mut self,
+        identity: &Identity,
+        creation: Creation,
+    ) -> Result<(), StorageError> {
+        let record = IdentityRecord::new(identity.clone(), creation);
+        write_atomically(
+            &self.dir,
+            &self.dir.join(IDENTITY_FILE),
+            record.format().as_bytes(),
+            self.sync,
+        )?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// Records in the identity that the replica has saved state here (once).
+    fn mark_started(&mut self) -> Result<(), StorageError> {
+        let Some(record) = self.record.as_mut().filter(|r| !r.started) else {
+            return Ok(());
+        };
+        record.started = true;
+        let text = record.format();
+        write_atomically(
+            &self.dir,
+            &self.dir.join(IDENTITY_FILE),
+            text.as_bytes(),
+            self.sync,
+        )
+    }
+
+    /// Moves everything the directory holds (but its lock and earlier moved-aside files) into
+    /// a new `damaged-<unix seconds>` directory inside it, and returns its path.
+    fn move_aside(&mut self) -> Result<PathBuf, StorageError> {
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut aside = self.dir.join(format!("{DAMAGED_PREFIX}{seconds}"));
+        let mut suffix = 1;
+        while aside.exists() {
+            aside = self.dir.join(format!("{DAMAGED_PREFIX}{seconds}-{suffix}"));
+            suffix += 1;
+        }
+        fs::create_dir(&aside).map_err(|e| io_failure(&aside, "cannot create", e))?;
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| io_failure(&self.dir, "cannot list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_failure(&self.dir, "cannot list", e))?;
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if text == "lock" || text.starts_with(DAMAGED_PREFIX) {
+                continue;
+            }
+            fs::rename(entry.path(), aside.join(&name))
+                .map_err(|e| io_failure(&entry.path(), "cannot move aside", e))?;
+        }
+        sync_dir(&aside, self.sync)?;
+        sync_dir(&self.dir, self.sync)?;
+        self.generation = 0;
+        self.log = None;
+        self.log_bytes = 0;
+        self.log_allocated = 0;
+        self.snapshot_bytes = 0;
+        self.image = None;
+        self.record = None;
+        Ok(aside)
     }
 
     /// Reads what the directory holds without locking or repairing it (a torn final record
@@ -252,10 +530,11 @@ impl<S: Durable> DurableStore<S> {
     /// waits for the disk (unless the policy is unsafe). Compacts when the log is large.
     pub fn commit(&mut self, latest: S) -> Result<(), StorageError> {
         let Some(image) = &self.image else {
-            // The first save of a brand-new directory is a snapshot of its own.
+            // The first save of a brand-new directory is a snapshot of its own; from then on
+            // the directory is marked as holding state.
             self.write_generation(self.generation + 1, &latest)?;
             self.image = Some(latest);
-            return Ok(());
+            return self.mark_started();
         };
         let changes = latest.changes_since(image);
         if changes.is_empty() {
@@ -265,7 +544,8 @@ impl<S: Durable> DurableStore<S> {
         let payload = postcard::to_stdvec(&changes)
             .map_err(|e| failure(&log_path, None, format!("cannot encode changes: {e}")))?;
         let record = encode_record(&payload);
-        let end = self.log_bytes + record.len() as u64;
+        let marker_at = self.log_bytes + record.len() as u64;
+        let end = marker_at + MARKER_BYTES as u64;
         if end > self.log_allocated {
             self.extend_log(end)?;
         }
@@ -276,6 +556,11 @@ impl<S: Durable> DurableStore<S> {
             log.sync_data()
                 .map_err(|e| io_failure(&log_path, "cannot fsync", e))?;
         }
+        // The durability marker: the record is on disk, so damage to it found later is
+        // corruption, not a torn append (see the module documentation). It reaches the disk
+        // with the next commit's fsync, or the page cache's write-back.
+        log.write_all_at(&encode_record(&MARKER_PAYLOAD), marker_at)
+            .map_err(|e| io_failure(&log_path, "cannot append", e))?;
         self.log_bytes = end;
         if self.log_bytes > COMPACT_LOG_BYTES && self.log_bytes > self.snapshot_bytes {
             self.write_generation(self.generation + 1, &latest)?;
@@ -341,6 +626,8 @@ impl<S: Durable> DurableStore<S> {
 struct Generations {
     snapshots: Vec<u64>,
     logs: Vec<u64>,
+    /// Names that no replica writes (a file system's `lost+found` and hidden files aside).
+    strangers: Vec<String>,
 }
 
 impl Generations {
@@ -357,6 +644,7 @@ impl Generations {
         let mut files = Generations {
             snapshots: Vec::new(),
             logs: Vec::new(),
+            strangers: Vec::new(),
         };
         let entries = fs::read_dir(dir).map_err(|e| io_failure(dir, "cannot list", e))?;
         for entry in entries {
@@ -369,56 +657,24 @@ impl Generations {
                 }
                 continue;
             }
-            let Some((kind, number)) = name.split_once('.') else {
-                continue;
-            };
-            let Ok(number) = number.parse::<u64>() else {
-                continue;
-            };
-            match kind {
-                "snapshot" => files.snapshots.push(number),
-                "log" => files.logs.push(number),
-                _ => {}
+            let ours = name == IDENTITY_FILE
+                || name == "lock"
+                || name == "lost+found"
+                || name.starts_with('.')
+                || name.starts_with(DAMAGED_PREFIX);
+            let generation = name
+                .split_once('.')
+                .and_then(|(kind, number)| Some((kind, number.parse::<u64>().ok()?)));
+            match generation {
+                Some(("snapshot", number)) => files.snapshots.push(number),
+                Some(("log", number)) => files.logs.push(number),
+                _ if ours => {}
+                _ => files.strangers.push(name),
             }
         }
         files.snapshots.sort_unstable();
         files.logs.sort_unstable();
         Ok(files)
-    }
-}
-
-/// Checks (or, for a new directory, records) which cluster and replica the directory is for.
-fn check_identity(
-    dir: &Path,
-    identity: Identity,
-    is_new: bool,
-    sync: SyncPolicy,
-) -> Result<(), StorageError> {
-    let path = dir.join(IDENTITY_FILE);
-    let expected = format!(
-        "{IDENTITY_FORMAT}\ncluster {:#018x}\nreplica {}\n",
-        identity.cluster, identity.replica
-    );
-    match fs::read_to_string(&path) {
-        Ok(found) if found == expected => Ok(()),
-        Ok(found) => Err(failure(
-            &path,
-            None,
-            format!(
-                "this data directory belongs to another replica or cluster: it says {:?}, this replica is {:?}",
-                found.trim().replace('\n', ", "),
-                expected.trim().replace('\n', ", ")
-            ),
-        )),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && is_new => {
-            write_atomically(dir, &path, expected.as_bytes(), sync)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(failure(
-            &path,
-            None,
-            "missing, but the directory holds replica state: refusing to guess whose it is",
-        )),
-        Err(error) => Err(io_failure(&path, "cannot read", error)),
     }
 }
 
@@ -693,10 +949,7 @@ mod tests {
     use spec::Command;
     use stateright::actor::Id;
 
-    const IDENTITY: Identity = Identity {
-        cluster: 7,
-        replica: 1,
-    };
+    const IDENTITY: Identity = Identity::plain(7, 1);
 
     fn storage_with(slots: u64) -> Storage {
         let mut storage = Storage {
@@ -718,8 +971,31 @@ mod tests {
         storage
     }
 
+    /// Opens `dir` as a replica does: created for a new cluster the first time, its state
+    /// afterwards.
     fn open(dir: &Path) -> Result<(DurableStore<Storage>, Option<Storage>), StorageError> {
-        DurableStore::open(dir, IDENTITY, SyncPolicy::Fsync)
+        let mode = if dir.join(IDENTITY_FILE).exists() {
+            OpenMode::Existing
+        } else {
+            OpenMode::NewCluster
+        };
+        let (store, opened) = DurableStore::open(dir, &IDENTITY, SyncPolicy::Fsync, mode)?;
+        Ok((store, found(opened)))
+    }
+
+    fn found(opened: Opened<Storage>) -> Option<Storage> {
+        match opened {
+            Opened::New => None,
+            Opened::Existing(storage) => Some(storage),
+            Opened::Lost { why, .. } => panic!("unexpectedly lost: {why}"),
+        }
+    }
+
+    fn open_as(
+        dir: &Path,
+        mode: OpenMode,
+    ) -> Result<(DurableStore<Storage>, Opened<Storage>), StorageError> {
+        DurableStore::open(dir, &IDENTITY, SyncPolicy::Fsync, mode)
     }
 
     #[test]
@@ -747,12 +1023,18 @@ mod tests {
             let before_last = store.log_bytes as usize;
             store.commit(storage_with(3)).unwrap();
             let end = store.log_bytes as usize;
+            let record_end = end - MARKER_BYTES;
             let log = dir.path().join(format!("log.{}", store.generation()));
             drop(store);
             let mut bytes = fs::read(&log).unwrap();
+            // A torn append never got its durability marker (the crash came before its
+            // fsync returned).
             match tear {
-                "payload" => bytes[end - 3..end].fill(0),
-                "header" => bytes[before_last..before_last + 4].fill(0xaa),
+                "payload" => bytes[record_end - 3..end].fill(0),
+                "header" => {
+                    bytes[before_last..before_last + 4].fill(0xaa);
+                    bytes[record_end..end].fill(0);
+                }
                 _ => bytes[end + 100..end + 110].fill(0x55),
             }
             fs::write(&log, &bytes).unwrap();
@@ -850,13 +1132,112 @@ mod tests {
         let busy = open(dir.path()).unwrap_err().to_string();
         assert!(busy.contains("in use"), "{busy}");
         drop(store);
-        let other = Identity {
-            cluster: 7,
-            replica: 2,
-        };
-        let error = DurableStore::<Storage>::open(dir.path(), other, SyncPolicy::Fsync)
+        let other = Identity::plain(7, 2);
+        for mode in [OpenMode::Existing, OpenMode::Recover] {
+            let error = DurableStore::<Storage>::open(dir.path(), &other, SyncPolicy::Fsync, mode)
+                .unwrap_err()
+                .to_string();
+            // Not even --recover moves another replica's state aside.
+            assert!(error.contains("belongs to another replica"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_durable_record_is_not_taken_for_a_torn_one() {
+        // Goal: a record whose fsync returned is followed by its durability marker, so
+        // damage to it, even in the last record, refuses to open instead of dropping it.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(storage_with(1)).unwrap();
+        store.commit(storage_with(2)).unwrap();
+        let record_end = store.log_bytes as usize - MARKER_BYTES;
+        let log = dir.path().join(format!("log.{}", store.generation()));
+        drop(store);
+        let mut bytes = fs::read(&log).unwrap();
+        bytes[record_end - 1] ^= 0x20;
+        fs::write(&log, &bytes).unwrap();
+        let error = open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("checksum mismatch"), "{error}");
+        assert!(error.contains("--recover"), "says how to recover: {error}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_directory_is_never_taken_for_a_new_one() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("gone");
+        for dir in [missing.clone(), root.path().to_path_buf()] {
+            let error = open_as(&dir, OpenMode::Existing).unwrap_err().to_string();
+            assert!(error.contains("--new-cluster"), "{error}");
+            assert!(error.contains("--recover"), "{error}");
+        }
+        // Created for a new cluster, it opens as new until its first save, then never again.
+        let (mut store, opened) = open_as(&missing, OpenMode::NewCluster).unwrap();
+        assert!(matches!(opened, Opened::New));
+        drop(store);
+        let (store_again, opened) = open_as(&missing, OpenMode::Existing).unwrap();
+        assert!(matches!(opened, Opened::New));
+        store = store_again;
+        store.commit(storage_with(2)).unwrap();
+        drop(store);
+        let refused = open_as(&missing, OpenMode::NewCluster)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("belongs to another replica"), "{error}");
+        assert!(refused.contains("without --new-cluster"), "{refused}");
+        // Its state files gone, the identity still says it started: lost, not new.
+        for entry in fs::read_dir(&missing).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with("snapshot.") || name.starts_with("log.") {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        let error = open_as(&missing, OpenMode::Existing)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("state files are gone"), "{error}");
+    }
+
+    #[test]
+    fn recover_moves_damage_aside_and_stays_a_rebuild_until_the_first_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(storage_with(3)).unwrap();
+        let snapshot = dir.path().join(format!("snapshot.{}", store.generation()));
+        drop(store);
+        let mut bytes = fs::read(&snapshot).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&snapshot, &bytes).unwrap();
+        let (store, opened) = open_as(dir.path(), OpenMode::Recover).unwrap();
+        let Opened::Lost { why, moved_to } = opened else {
+            panic!("a damaged directory is lost");
+        };
+        assert!(why.contains("corrupt"), "{why}");
+        let moved_to = moved_to.expect("the damaged files were moved");
+        assert!(moved_to.join(snapshot.file_name().unwrap()).exists());
+        drop(store);
+        // A restart before the rebuild saved anything is still a rebuild, even without
+        // --recover.
+        let (mut store, opened) = open_as(dir.path(), OpenMode::Existing).unwrap();
+        assert!(matches!(opened, Opened::Lost { .. }));
+        store.commit(storage_with(1)).unwrap();
+        drop(store);
+        let (_, opened) = open_as(dir.path(), OpenMode::Recover).unwrap();
+        assert_eq!(
+            found(opened),
+            Some(storage_with(1)),
+            "an intact directory opens as it is"
+        );
+    }
+
+    #[test]
+    fn a_directory_of_other_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        for mode in [OpenMode::NewCluster, OpenMode::Recover] {
+            let error = open_as(dir.path(), mode).unwrap_err().to_string();
+            assert!(error.contains("not a replica's"), "{error}");
+        }
+        assert!(dir.path().join("notes.txt").exists());
     }
 }

@@ -26,23 +26,12 @@
 use super::replay::{Applied, Envelope, FastMap, Observer};
 use super::shadow::{all_down, Shadow};
 use super::world::World;
+use crate::diagram::{self, Step};
 use crate::{ModelAction, ModelState, SmrModel};
-use smr::{Msg, Node};
 use spec::digest_of;
 use stateright::actor::{ActorModelAction, Envelope as Sent, Id, Network};
 use stateright::{Model, Path, Property};
-use std::fmt::Write;
 use std::time::{Duration, Instant};
-
-/// One replayed step, as the model's action.
-#[derive(Clone, Debug)]
-pub struct Step {
-    /// The step's place in conform's replayed order (stutters and crashes count).
-    pub number: u64,
-    pub action: ModelAction,
-    /// For a delivery: the number of the step that sent the message (first).
-    pub sent_at: Option<u64>,
-}
 
 /// Collects the replayed steps as model actions: those from a step number on, up to a limit.
 pub struct Recorder {
@@ -93,6 +82,13 @@ impl Observer for Recorder {
         if applied.step < self.from {
             self.before = applied.step;
         } else {
+            if applied.lost_storage {
+                self.steps.push(Step {
+                    number: applied.step,
+                    action: ModelAction::LoseStorage(Id::from(applied.id)),
+                    sent_at: None,
+                });
+            }
             self.steps.push(Step {
                 number: applied.step,
                 action: applied.action.clone(),
@@ -107,6 +103,10 @@ impl Observer for Recorder {
 /// model's unordered duplicating network, where a sent message stays deliverable).
 pub fn enabled(state: &ModelState, action: &ModelAction) -> Result<(), String> {
     let down = |id: &Id| state.crashed.get(usize::from(*id)).copied().unwrap_or(true);
+    let action = match action {
+        ModelAction::LoseStorage(_) => return Ok(()),
+        ModelAction::Actor(action) => action,
+    };
     match action {
         ActorModelAction::Deliver { src, dst, msg } => {
             if down(dst) {
@@ -336,8 +336,11 @@ impl Model for ReplayedRun {
 
     fn as_svg(&self, path: Path<RunState, ModelAction>) -> Option<String> {
         let taken = path.last_state().index.min(self.steps.len());
-        let from = taken.saturating_sub(DIAGRAM_STEPS);
-        Some(diagram(&self.model.actors, &self.steps[from..taken]))
+        let from = taken.saturating_sub(diagram::DIAGRAM_STEPS);
+        Some(diagram::of_steps(
+            &self.model.actors,
+            &self.steps[from..taken],
+        ))
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
@@ -352,113 +355,6 @@ impl Model for ReplayedRun {
             })
             .collect()
     }
-}
-
-/// Steps the sequence diagram shows: the latest ones up to the state shown.
-const DIAGRAM_STEPS: usize = 40;
-
-/// A sequence diagram of `steps`: a lifeline per actor that takes part, a row per step, an
-/// arrow from the row that sent a message to the row that delivered it (from the top edge
-/// when the send is above the diagram).
-fn diagram(actors: &[Node], steps: &[Step]) -> String {
-    const LEFT: usize = 70;
-    const COLUMN: usize = 110;
-    const TOP: usize = 50;
-    const ROW: usize = 26;
-    let mut ids: Vec<usize> = steps
-        .iter()
-        .flat_map(|step| match &step.action {
-            ActorModelAction::Deliver { src, dst, .. } => {
-                vec![usize::from(*src), usize::from(*dst)]
-            }
-            ActorModelAction::Timeout(id, _)
-            | ActorModelAction::Crash(id)
-            | ActorModelAction::Recover(id) => vec![usize::from(*id)],
-            ActorModelAction::SelectRandom { actor, .. } => vec![usize::from(*actor)],
-            ActorModelAction::Drop(envelope) => vec![usize::from(envelope.dst)],
-        })
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let x = |id: usize| LEFT + COLUMN * ids.iter().position(|i| *i == id).unwrap_or(0);
-    let y = |row: usize| TOP + ROW * (row + 1);
-    let width = LEFT + COLUMN * ids.len() + 160;
-    let height = y(steps.len()) + ROW;
-    let mut svg = format!(
-        "<svg version='1.1' baseProfile='full' width='{width}' height='{height}' viewbox='-10 -10 {} {}' xmlns='http://www.w3.org/2000/svg'>\
-         <defs><marker class='svg-event-shape' id='arrow' markerWidth='12' markerHeight='10' refX='12' refY='5' orient='auto'><polygon points='0 0, 12 5, 0 10' /></marker></defs>",
-        width + 20,
-        height + 20
-    );
-    for id in &ids {
-        let name = match actors.get(*id) {
-            Some(Node::Replica(_)) => format!("replica {id}"),
-            _ => format!("client {id}"),
-        };
-        let _ = write!(
-            svg,
-            "<line x1='{0}' y1='{1}' x2='{0}' y2='{height}' class='svg-actor-timeline' />\
-             <text x='{0}' y='{2}' class='svg-actor-label'>{name}</text>",
-            x(*id),
-            TOP,
-            TOP - 10
-        );
-    }
-    let rows: FastMap<u64, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(row, step)| (step.number, row))
-        .collect();
-    for (row, step) in steps.iter().enumerate() {
-        let _ = write!(
-            svg,
-            "<text x='0' y='{}' class='svg-event-label'>#{}</text>",
-            y(row) + 4,
-            step.number
-        );
-        let (at, label) = match &step.action {
-            ActorModelAction::Deliver { src, dst, msg } => {
-                let from_y = step
-                    .sent_at
-                    .and_then(|sent| rows.get(&sent))
-                    .map_or(TOP, |sent_row| y(*sent_row));
-                let _ = write!(
-                    svg,
-                    "<line x1='{}' y1='{from_y}' x2='{}' y2='{}' marker-end='url(#arrow)' class='svg-event-line' />",
-                    x(usize::from(*src)),
-                    x(usize::from(*dst)),
-                    y(row)
-                );
-                (usize::from(*dst), kind(msg))
-            }
-            ActorModelAction::Timeout(id, timer) => {
-                (usize::from(*id), format!("{timer:?} timeout"))
-            }
-            ActorModelAction::Crash(id) => (usize::from(*id), "crash".to_string()),
-            ActorModelAction::Recover(id) => (usize::from(*id), "start".to_string()),
-            ActorModelAction::SelectRandom { actor, .. } => {
-                (usize::from(*actor), "random choice".to_string())
-            }
-            ActorModelAction::Drop(envelope) => (usize::from(envelope.dst), "drop".to_string()),
-        };
-        let _ = write!(
-            svg,
-            "<circle cx='{0}' cy='{1}' r='4' class='svg-event-shape' />\
-             <text x='{2}' y='{3}' class='svg-event-label'>{label}</text>",
-            x(at),
-            y(row),
-            x(at) + 8,
-            y(row) + 4
-        );
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// A message's kind, for the diagram: its variant's name.
-fn kind(msg: &Msg) -> String {
-    let text = format!("{msg:?}");
-    text.chars().take_while(|c| c.is_alphanumeric()).collect()
 }
 
 /// Which part of the run the explorer shows.

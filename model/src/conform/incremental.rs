@@ -321,7 +321,7 @@ impl<'m> Incremental<'m> {
         let holders = |request: RequestId, slot: Slot| {
             self.storages(world)
                 .filter(|storage| {
-                    crate::properties::holds_durably(storage, reference, request, slot)
+                    crate::properties::counts_as_holder(storage, reference, request, slot)
                 })
                 .count()
         };
@@ -443,7 +443,7 @@ impl<'m> Incremental<'m> {
             seen.log_start = log_start;
             let holders = self
                 .storages(world)
-                .filter(|s| s.checkpoint.as_ref().is_some_and(|c| c.slot >= log_start))
+                .filter(|s| crate::properties::covers_truncation(s, log_start))
                 .count();
             let covered =
                 crate::properties::truncation_covered(&self.reference, id, log_start, holders);

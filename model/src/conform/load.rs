@@ -157,6 +157,24 @@ fn kept_steps(
         }
         return Ok(released.max(first_save(instance)));
     };
+    if recovered.is_lost() {
+        // The successor started from a lost directory (`--recover`): what this instance saved
+        // is gone, and what it sent stays sent. Its messages left once released, or, for a
+        // group commit, as soon as its fsync returned, before the release was recorded: so the
+        // steps up to its last commit may have been seen (a message the model keeps in flight
+        // that nobody received is a lost one). The replay takes the loss as the model's
+        // `LoseStorage`.
+        let committed = instance
+            .marks
+            .iter()
+            .filter_map(|mark| match mark {
+                Mark::Commit { through, .. } => Some(*through as usize),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        return Ok(released.max(committed).max(first_save(instance)));
+    }
     let wanted: Digest = digest_of(recovered);
     // Each commit covers the saving steps up to its `through`; a cut after step `p` leaves the
     // storage of the commit that covers the last saving step at or before `p`, provided that

@@ -66,10 +66,13 @@ pub fn conform_model(actors: Vec<Node>) -> SmrModel {
         Node::Client(_) => None,
     });
     let cfg = match replica {
+        // The faults a real run may have, so that the examples of each are reported when the
+        // run shows them (the bounds themselves do not apply to a replay).
         Some(config) => ModelConfig {
             replicas: config.members.len(),
             spares: config.replicas.len().saturating_sub(config.members.len()),
             window: config.limits.window,
+            storage_losses: 1,
             ..ModelConfig::default()
         },
         None => ModelConfig::default(),
@@ -77,13 +80,14 @@ pub fn conform_model(actors: Vec<Node>) -> SmrModel {
     // The same properties the checker uses, taken from the model it builds.
     let properties = crate::build(&cfg).properties;
     let crashes = actors.len();
-    let mut model = ActorModel::new(cfg.clone(), History::new(&cfg))
+    let actor_model = ActorModel::new(cfg.clone(), History::new(&cfg))
         .actors(actors)
         .init_network(Network::new_unordered_duplicating([]))
         .lossy_network(LossyNetwork::Yes)
         .max_crashes(crashes)
         .record_msg_out(History::record_out)
         .record_msg_in(History::record_in);
+    let mut model = SmrModel::new(actor_model);
     model.properties = properties;
     model
 }

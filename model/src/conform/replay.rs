@@ -70,6 +70,9 @@ pub struct Applied<'a> {
     /// The step as the model's action: a start is the `Recover` of an actor that is down
     /// (every actor is down before its first start), a crash is `Crash`.
     pub action: &'a ModelAction,
+    /// For a start: whether the actor's storage was lost before it (the start is from
+    /// [`smr::Storage::lost`], not from what the model saved): the model's `LoseStorage`.
+    pub lost_storage: bool,
     /// The model's outputs.
     pub out: &'a Out<Node>,
 }
@@ -78,17 +81,20 @@ impl Applied<'_> {
     /// The message delivered, if the step was a delivery.
     pub fn delivered(&self) -> Option<(Id, &Msg)> {
         match self.action {
-            ActorModelAction::Deliver { src, msg, .. } => Some((*src, msg)),
+            ModelAction::Actor(ActorModelAction::Deliver { src, msg, .. }) => Some((*src, msg)),
             _ => None,
         }
     }
 
     pub fn is_crash(&self) -> bool {
-        matches!(self.action, ActorModelAction::Crash(_))
+        matches!(self.action, ModelAction::Actor(ActorModelAction::Crash(_)))
     }
 
     pub fn is_start(&self) -> bool {
-        matches!(self.action, ActorModelAction::Recover(_))
+        matches!(
+            self.action,
+            ModelAction::Actor(ActorModelAction::Recover(_))
+        )
     }
 }
 
@@ -220,11 +226,12 @@ pub fn replay(
                 slot.timers.clear();
                 slot.randoms.clear();
                 let out = Out::new();
-                let action = ActorModelAction::Crash(Id::from(id));
+                let action = ModelAction::Actor(ActorModelAction::Crash(Id::from(id)));
                 let applied = Applied {
                     step: outcome.steps,
                     id,
                     action: &action,
+                    lost_storage: false,
                     out: &out,
                 };
                 observe(
@@ -338,6 +345,7 @@ fn apply(
     let slot = &mut world.slots[id];
     let mut out = Out::new();
     let before = slot.state.as_ref().map(node_digest);
+    let mut lost_storage = false;
     let action = match step.input {
         TraceInput::Start { storage } => {
             if slot.state.is_some() {
@@ -347,13 +355,19 @@ fn apply(
                     None,
                 ));
             }
-            if storage != slot.storage {
+            // A start from the storage a lost or damaged directory is replaced with (the
+            // runtime's `--recover`) is the model's `LoseStorage` followed by the start.
+            lost_storage = storage != slot.storage
+                && matches!(node, Node::Replica(_))
+                && storage.as_ref().is_some_and(smr::Storage::is_lost);
+            if storage != slot.storage && !lost_storage {
                 return Err(diverge(
                     format!("actor {id} started from storage that differs from what the model saved for it"),
                     Some(format!("{storage:?}")),
                     Some(format!("{:?}", slot.storage)),
                 ));
             }
+            slot.storage = storage;
             slot.state = Some(node.on_start(actor_id, &slot.storage, &mut out));
             ActorModelAction::Recover(actor_id)
         }
@@ -441,6 +455,7 @@ fn apply(
     }
     slot.steps += 1;
     let start = matches!(action, ActorModelAction::Recover(_));
+    let action = ModelAction::Actor(action);
     let stutter = !start && out.is_empty() && after == before;
     if stutter {
         outcome.stutters += 1;
@@ -478,6 +493,7 @@ fn apply(
         step: index,
         id,
         action: &action,
+        lost_storage,
         out: &out,
     };
     observe(world, &applied, observers, index, &mut outcome.violations);

@@ -14,7 +14,7 @@
 
 use super::replay::{Applied, Observer};
 use super::world::World;
-use crate::{ModelState, SmrModel};
+use crate::{ModelAction, ModelState, SmrModel};
 use smr::{Node, NodeState};
 use stateright::actor::{
     Actor, ActorModelAction, ActorModelState, Command, Envelope, Id, Network, Out, Timers,
@@ -65,7 +65,10 @@ impl<'m> Shadow<'m> {
     fn track(&mut self, applied: &Applied<'_>) {
         let state = &mut self.state;
         let id = applied.id;
-        match applied.action {
+        let ModelAction::Actor(action) = applied.action else {
+            return; // A storage loss changes the storage only, which `after_step` tracks.
+        };
+        match action {
             ActorModelAction::Crash(_) => {
                 state.timers_set[id].cancel_all();
                 state.random_choices[id].map.clear();
@@ -160,6 +163,9 @@ impl Observer for Shadow<'_> {
             state.crashed[id] = true;
             self.take_snapshot(applied.step);
             return Vec::new();
+        }
+        if applied.lost_storage {
+            *state = SmrModel::lose_storage(state, Id::from(id));
         }
         if applied.is_start() {
             state.crashed[id] = false;
