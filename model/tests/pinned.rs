@@ -91,3 +91,12 @@ fn the_leader_quits_and_a_new_leader_decides() {
     };
     check_pinned(cfg, 9_988);
 }
+
+#[test]
+fn a_replica_loses_its_storage_and_rebuilds_it() {
+    let cfg = ModelConfig {
+        clients: 1,
+        ..ModelConfig::preset("disk-loss").unwrap()
+    };
+    check_pinned(cfg, 55_420);
+}

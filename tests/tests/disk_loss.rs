@@ -6,6 +6,10 @@
 
 use e2e::ops::{get, put};
 use e2e::{ClusterOptions, TestCluster};
+use model::conform::explore::{self, Recorder};
+use model::conform::shadow::all_down;
+use model::conform::Options;
+use model::ModelAction;
 use spec::{KvOutput, Output};
 use stateright::actor::Id;
 use std::time::Duration;
@@ -138,6 +142,24 @@ async fn wiped_replica_rebuilds(victim: impl Fn(usize) -> usize) {
         "the run shows the rebuild: {:?}",
         report.examples
     );
+    walks_through_the_model(&cluster);
+}
+
+/// The run, the loss included, is a path of the model that `explore --trace` shows: every
+/// step enabled where it is taken, and the state reached the one the in-place replay reaches.
+fn walks_through_the_model(cluster: &TestCluster) {
+    let dir = cluster.trace_dir();
+    let mut recorder = Recorder::new(0, usize::MAX);
+    let (_, model) =
+        model::conform::run_with(&dir, &Options::default(), &mut [&mut recorder]).unwrap();
+    let steps = recorder.steps;
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s.action, ModelAction::LoseStorage(_))));
+    let (walk, end) = explore::walk(&model, all_down(&model), &steps);
+    assert_eq!(walk.disabled, None);
+    let last = steps.last().unwrap().number;
+    assert!(end == explore::state_after(&dir, &model, last).unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,4 +239,5 @@ async fn a_damaged_durable_record_is_rebuilt_never_dropped() {
         "the run shows the rebuild: {:?}",
         report.examples
     );
+    walks_through_the_model(&cluster);
 }

@@ -23,6 +23,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// `println!` that does not panic when stdout is closed (`smr status | head`): the rest of the
+/// output is not wanted then.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Command-line client of a state machine replication cluster (a replicated key-value store).
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -156,7 +165,7 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
                     .iter()
                     .map(|id| usize::from(*id).to_string())
                     .collect();
-                println!(
+                say!(
                     "configuration {epoch}: members [{}], deciding the slots from {from} on",
                     members.join(", ")
                 );
@@ -185,7 +194,7 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
                 previous.as_deref().unwrap_or("absent")
             ),
         };
-        println!("{text}");
+        say!("{text}");
         tracing::info!(slot, "applied");
     }
     Ok(())
@@ -199,14 +208,14 @@ async fn status(cluster: &Cluster, deadline: Instant) -> Result<(), Box<dyn std:
     // down once the others have answered for a while.
     let deadline = deadline.min(Instant::now() + Duration::from_millis(1500));
     let answers = query_status(&socket, cluster.id, me, &cluster.members, deadline).await;
-    println!(
+    say!(
         "cluster {:?} ({} replicas)",
         cluster.name,
         cluster.members.len()
     );
     for (id, address) in &cluster.members {
         match answers.get(id) {
-            None => println!("replica {} at {address}: no answer", wire_id(*id)),
+            None => say!("replica {} at {address}: no answer", wire_id(*id)),
             Some(answer) => print_answer(wire_id(*id), *address, answer),
         }
     }
@@ -227,7 +236,7 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 || "none".to_string(),
                 |(slot, digest)| format!("at slot {slot} (digest {digest:016x})"),
             );
-            println!(
+            say!(
                 "replica {id} at {address}: {} in ballot {}.{}, leader {leader}, configuration {} members [{}]",
                 status.role,
                 status.ballot.0,
@@ -235,7 +244,7 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 status.epoch,
                 members.join(", ")
             );
-            println!(
+            say!(
                 "  slots decided {} executed {}; log from slot {} ({} accepted in storage); checkpoint {checkpoint}; snapshots installed {}; audit failures {}",
                 status.decided,
                 status.executed,
@@ -244,22 +253,25 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 status.snapshots_installed,
                 status.audit_failures,
             );
-            println!(
+            say!(
                 "  incarnation {}; keys {}; sessions {}; state digest {:016x}",
-                status.incarnation, status.keys, status.sessions, status.service_digest
+                status.incarnation,
+                status.keys,
+                status.sessions,
+                status.service_digest
             );
             if let Some((promised, needed)) = status.rebuild {
-                println!(
+                say!(
                     "  rebuilding lost storage: {promised} of the {needed} other replicas it needs have answered; it casts no vote until then"
                 );
             }
         }
-        None => println!(
+        None => say!(
             "replica {id} at {address}: answered, but its status did not decode (another version?)"
         ),
     }
     let c = &answer.counters;
-    println!(
+    say!(
         "  datagrams received {} sent {}; dropped: malformed {} oversized {} wrong-version {} wrong-cluster {} unknown-sender {} wrong-receiver {}; not sent: oversized {} unroutable {} errors {}",
         c.received,
         c.sent,

@@ -398,6 +398,11 @@ impl Replica {
     pub(super) fn on_nack(&self, state: &mut Cow<ReplicaState>, ballot: Ballot, fx: &mut Effects) {
         if ballot > state.ballot() {
             self.raise_promise(state.to_mut(), ballot, fx);
+        } else if ballot == state.ballot() && matches!(&state.role, Role::Candidate(c) if c.rebuild)
+        {
+            // A rebuild ballot is promised only strictly above an acceptor's promise: this one
+            // was refused by an acceptor that promised it already. Start over above it.
+            self.step_down(state.to_mut(), fx);
         }
     }
 }

@@ -39,6 +39,11 @@ impl Replica {
         if state.leader != Some(src) {
             state.to_mut().leader = Some(src);
         }
+        if matches!(state.role, Role::Candidate(_)) {
+            // A rebuild under way is left to its election timer, which starts it over in a
+            // higher ballot if its promises do not come (heartbeats would hold it off forever).
+            return;
+        }
         self.reset_election_timer(fx);
         let alpha = state.service.configuration.alpha;
         if commit > state.executed + alpha {
@@ -52,7 +57,7 @@ impl Replica {
             }
             return;
         }
-        if !matches!(state.role, Role::Candidate(_)) && self.can_lead(id, state) {
+        if self.can_lead(id, state) {
             self.start_election(id, state.to_mut(), fx);
         }
     }

@@ -1231,6 +1231,47 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_file_that_changes_the_first_configuration_or_window_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |members: Vec<u64>, window| Identity {
+            genesis: Some(super::super::identity::Genesis { members, window }),
+            ..IDENTITY
+        };
+        let created = with(vec![0, 1, 2], 1);
+        let (mut store, _) = DurableStore::<Storage>::open(
+            dir.path(),
+            &created,
+            SyncPolicy::Fsync,
+            OpenMode::NewCluster,
+        )
+        .unwrap();
+        store.commit(storage_with(1)).unwrap();
+        drop(store);
+        for (changed, what) in [
+            (with(vec![0, 1, 2], 8), "window 8"),
+            (with(vec![0, 1], 1), "[0, 1]"),
+        ] {
+            for mode in [OpenMode::Existing, OpenMode::Recover] {
+                let error =
+                    DurableStore::<Storage>::open(dir.path(), &changed, SyncPolicy::Fsync, mode)
+                        .unwrap_err()
+                        .to_string();
+                assert!(
+                    error.contains(what) && error.contains("cannot change"),
+                    "{error}"
+                );
+            }
+        }
+        assert!(DurableStore::<Storage>::open(
+            dir.path(),
+            &created,
+            SyncPolicy::Fsync,
+            OpenMode::Existing
+        )
+        .is_ok());
+    }
+
+    #[test]
     fn a_directory_of_other_files_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
