@@ -235,6 +235,16 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "disk-loss-crash",
+        about: "a storage loss and an ordinary crash, each at any point, and an election at any time; 1 client (a put)",
+        config: || ModelConfig {
+            clients: 1,
+            crashes: 1,
+            storage_losses: 1,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
         name: "small",
         about: "no crash and no election: a quick check for tests",
         config: || ModelConfig {
