@@ -2,9 +2,14 @@
 
 use crate::properties::INVARIANTS;
 use crate::{ModelAction, ModelConfig, ModelState, SmrModel};
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path, UniformChooser};
+use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 use std::io::Write;
 use std::time::{Duration, Instant};
+
+/// Walks a simulation takes without a timeout.
+pub const SIMULATION_WALKS: u64 = 10_000;
+/// The longest walk of a simulation.
+pub const SIMULATION_DEPTH: usize = 2_000;
 
 /// How the state space is searched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +112,26 @@ impl CheckReport {
 
 /// Checks `model`, printing progress to `progress_out` if asked to.
 pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write) -> CheckReport {
+    if let Strategy::Simulation { seed } = options.strategy {
+        // Seeded random walks of our own (see `simulate` for why not stateright's).
+        let simulation = crate::simulate::simulate(
+            &model,
+            &crate::simulate::SimulateOptions {
+                first_seed: seed,
+                walks: options.timeout.is_none().then_some(SIMULATION_WALKS),
+                max_depth: SIMULATION_DEPTH,
+                threads: options.threads,
+                timeout: options.timeout,
+                stop_at_violation: true,
+            },
+        );
+        let _ = writeln!(
+            progress_out,
+            "  {} walks from seed {seed} (at most {SIMULATION_DEPTH} steps each)",
+            simulation.walks
+        );
+        return crate::simulate::report(&model, &simulation);
+    }
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
@@ -119,7 +144,7 @@ pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write
     let checker: Box<dyn Checker<SmrModel>> = match options.strategy {
         Strategy::Bfs => Box::new(builder.spawn_bfs()),
         Strategy::Dfs => Box::new(builder.spawn_dfs()),
-        Strategy::Simulation { seed } => Box::new(builder.spawn_simulation(seed, UniformChooser)),
+        Strategy::Simulation { .. } => unreachable!("simulated above"),
     };
     let mut last_states = 0;
     let mut last_time = start;

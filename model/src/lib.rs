@@ -10,6 +10,7 @@ pub mod config;
 pub mod diagram;
 pub mod history;
 pub mod properties;
+pub mod simulate;
 
 pub use config::{ModelConfig, NetworkKind, PRESETS};
 pub use history::History;
