@@ -51,6 +51,11 @@ pub enum SeededBug {
     /// A candidate that rebuilds its lost storage counts its own (empty) promise like any
     /// other acceptor's.
     RebuildCountsItself,
+    /// The leader answers a read at once from the state it has executed, outside the log and
+    /// without confirming that it still leads.
+    StaleLocalRead,
+    /// A client takes a late reply to an earlier request as the answer to its current one.
+    ClientTakesStaleReply,
 }
 
 impl SeededBug {
@@ -73,6 +78,8 @@ impl SeededBug {
         SeededBug::ConcurrentReconfig,
         SeededBug::VoteAfterDiskLoss,
         SeededBug::RebuildCountsItself,
+        SeededBug::StaleLocalRead,
+        SeededBug::ClientTakesStaleReply,
     ];
 
     /// The bug's name on the command line.
@@ -95,6 +102,8 @@ impl SeededBug {
             SeededBug::ConcurrentReconfig => "concurrent-reconfig",
             SeededBug::VoteAfterDiskLoss => "vote-after-disk-loss",
             SeededBug::RebuildCountsItself => "rebuild-counts-itself",
+            SeededBug::StaleLocalRead => "stale-local-read",
+            SeededBug::ClientTakesStaleReply => "client-takes-stale-reply",
         }
     }
 

@@ -25,6 +25,11 @@ pub struct Client {
     pub max_attempts: u32,
     /// How long to wait for an answer before retrying.
     pub retry_timeout: Range<Duration>,
+    /// Whether the first request waits for the retry timer instead of leaving at start: the
+    /// model starts clients one after another this way (see its `staggered` bound).
+    pub delay_start: bool,
+    /// A seeded client bug (only with the `seeded-bugs` feature; ignored otherwise).
+    pub bug: Option<crate::SeededBug>,
 }
 
 /// Progress of a client through its operations.
@@ -68,6 +73,11 @@ impl ClientState {
 }
 
 impl Client {
+    /// Whether the seeded bug `bug` is on: never without the `seeded-bugs` feature.
+    fn has_bug(&self, bug: crate::SeededBug) -> bool {
+        cfg!(feature = "seeded-bugs") && self.bug == Some(bug)
+    }
+
     /// Whether the client has used every attempt for its current request.
     pub fn is_out_of_attempts(&self, state: &ClientState) -> bool {
         !self.is_done(state) && state.attempts >= self.max_attempts
@@ -106,7 +116,11 @@ impl Client {
             outputs: Vec::new(),
             digest: 0,
         };
-        self.send_current(id, &mut state, o);
+        if self.delay_start {
+            o.set_timer(Timer::Retry, self.retry_timeout.clone());
+        } else {
+            self.send_current(id, &mut state, o);
+        }
         state.digest = state.compute_digest();
         state
     }
@@ -154,7 +168,10 @@ impl Client {
                 number,
                 slot,
                 output,
-            } if number == state.number() => {
+            } if number == state.number()
+                || (number < state.number()
+                    && self.has_bug(crate::SeededBug::ClientTakesStaleReply)) =>
+            {
                 let state = state.to_mut();
                 state.outputs.push((slot, output));
                 state.next += 1;
@@ -188,7 +205,8 @@ impl Client {
         // The first retry goes to the same replica: most often a datagram was lost, and a
         // replica that lost the leadership forwards the retry to the new leader. The next one
         // moves on, since the replica may be down; and so on, alternating.
-        if state.attempts % 2 == 0 {
+        // (A delayed first send, `delay_start`, goes to the first replica.)
+        if state.attempts > 0 && state.attempts % 2 == 0 {
             state.target = (state.target + 1) % self.replicas.len();
         }
         self.send_current(id, state, o);

@@ -121,13 +121,14 @@ pub const CATALOGUE: &[Row] = &[
         bounds: || preset("small"),
     },
     Row {
-        // A gap needs two slots in flight.
+        // A gap needs two slots in flight: two clients at once.
         bug: SeededBug::GapsNotFilled,
         property: "agreement",
         only: false,
         bounds: || ModelConfig {
             elections: 1,
             window: 2,
+            staggered: false,
             ..preset("small")
         },
     },
@@ -221,6 +222,29 @@ pub const CATALOGUE: &[Row] = &[
         only: false,
         bounds: || preset("disk-loss"),
     },
+    Row {
+        // The read's answer names a slot where nobody holds it: durability (which counts every
+        // answered request) trips first; the consequence row shows the stale read.
+        bug: SeededBug::StaleLocalRead,
+        property: "durability",
+        only: false,
+        bounds: || ModelConfig {
+            elections: 1,
+            ..preset("small")
+        },
+    },
+    Row {
+        // A retry gets two answers; the second arrives while the next request is in flight.
+        bug: SeededBug::ClientTakesStaleReply,
+        property: "linearizability",
+        only: false,
+        bounds: || ModelConfig {
+            clients: 1,
+            operations: 2,
+            max_attempts: 2,
+            ..preset("small")
+        },
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,
@@ -258,6 +282,17 @@ pub const CATALOGUE: &[Row] = &[
         property: "agreement",
         only: true,
         bounds: || preset("disk-loss"),
+    },
+    Row {
+        // The get follows the put in real time (staggered clients) and reaches a replica that
+        // still believes it leads, deposed before the put was decided.
+        bug: SeededBug::StaleLocalRead,
+        property: "linearizability",
+        only: true,
+        bounds: || ModelConfig {
+            elections: 1,
+            ..preset("small")
+        },
     },
     Row {
         // The client's read is proposed while its acknowledged write is still undecided (a
@@ -539,9 +574,19 @@ pub fn cli_args(cfg: &ModelConfig) -> Option<String> {
             cfg.network != base.network,
             cfg.network.name().to_string(),
         );
+        flag(
+            "storage-losses",
+            cfg.storage_losses != base.storage_losses,
+            cfg.storage_losses.to_string(),
+        );
         if let Some(bug) = cfg.bug {
             flag("bug", true, bug.name().to_string());
         }
+        if base.staggered && !cfg.staggered {
+            args.push_str(" --concurrent-clients");
+            candidate.staggered = false;
+        }
+        candidate.storage_losses = cfg.storage_losses;
         candidate.replicas = cfg.replicas;
         candidate.clients = cfg.clients;
         candidate.operations = cfg.operations;

@@ -64,6 +64,10 @@ pub struct ModelConfig {
     pub network: NetworkKind,
     /// Whether leaders send heartbeats (and followers catch up on what they show missing).
     pub heartbeats: bool,
+    /// Whether each client invokes its first operation only after the previous client's first
+    /// operation was answered (real-time order across clients, which linearizability needs to
+    /// see a stale read); otherwise all clients start at once.
+    pub staggered: bool,
     /// Slots between checkpoints (`None`: no checkpoints).
     pub checkpoint_interval: Option<u64>,
     /// Elections only once some replica has truncated its log: a bound that focuses a check
@@ -93,6 +97,7 @@ impl Default for ModelConfig {
             window: 1,
             network: NetworkKind::Unordered,
             heartbeats: false,
+            staggered: true,
             checkpoint_interval: None,
             elections_after_truncation: false,
             spares: 0,
@@ -113,7 +118,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "default",
-        about: "3 replicas, 2 clients (a put and a get), 1 crash and recovery, 1 election at any time, reordering and loss",
+        about: "3 replicas, 2 clients (a put, then a get once the put is answered), 1 crash and recovery, 1 election at any time, reordering and loss",
         config: ModelConfig::default,
     },
     Preset {
@@ -136,10 +141,11 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "pipeline",
-        about: "a window of 2 slots in flight, with an election at any time",
+        about: "a window of 2 slots in flight, with an election at any time; the two clients start at once",
         config: || ModelConfig {
             crashes: 0,
             window: 2,
+            staggered: false,
             ..ModelConfig::default()
         },
     },
@@ -356,6 +362,9 @@ impl fmt::Display for ModelConfig {
         )?;
         if self.storage_losses > 0 {
             write!(f, " storage-losses={}", self.storage_losses)?;
+        }
+        if !self.staggered && self.clients > 1 {
+            write!(f, " concurrent-clients")?;
         }
         if let Some(interval) = self.checkpoint_interval {
             write!(f, " checkpoint-interval={interval}")?;

@@ -10,7 +10,7 @@
 //! - whether a replica that had restarted voted in a quorum that chose a value.
 
 use crate::ModelConfig;
-use smr::{Ballot, Msg};
+use smr::{Ballot, ClientState, Msg};
 use spec::digest::{Digest, StableHasher};
 use spec::reference::ReferenceExecution;
 use spec::sequential::KvSpec;
@@ -126,11 +126,6 @@ impl History {
         env: Envelope<&Msg>,
     ) -> Option<History> {
         Self::on_send(cfg, history, env).map(History::refreshed)
-    }
-
-    /// Records a message as it is delivered (only deliveries that change the receiver count).
-    pub fn record_in(cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
-        Self::on_delivery(cfg, history, env).map(History::refreshed)
     }
 
     /// The history after a replica's storage was lost, with the restarts it had recorded.
@@ -331,21 +326,31 @@ impl History {
         }
     }
 
-    fn on_delivery(_cfg: &ModelConfig, history: &History, env: Envelope<&Msg>) -> Option<History> {
-        match env.msg {
-            Msg::Reply {
-                number,
-                output: Output::Kv(output),
-                ..
-            } if history.in_flight.get(&env.dst) == Some(number) => {
-                let mut next = history.clone();
-                next.in_flight.remove(&env.dst);
-                let _ = next.tester.on_return(env.dst, output.clone());
-                next.linearizable = next.tester.is_consistent();
-                Some(next)
-            }
-            _ => None,
+    /// Records what `client` returned in a step, as the client itself recorded it: the
+    /// outputs it holds beyond those it held `before` the step. (Not the replies the network
+    /// delivered: a client that took a reply for the wrong request shows here.)
+    pub fn record_returns(
+        &self,
+        client: Id,
+        before: &ClientState,
+        after: &ClientState,
+    ) -> Option<History> {
+        let fresh = after.outputs.get(before.outputs.len()..)?;
+        if fresh.is_empty() {
+            return None;
         }
+        let mut next = self.clone();
+        for (_, output) in fresh {
+            next.in_flight.remove(&client);
+            // Membership changes are not key-value operations (see `on_send`).
+            if let Output::Kv(output) = output {
+                // A return without an invocation makes the tester's history invalid, which
+                // fails linearizability.
+                let _ = next.tester.on_return(client, output.clone());
+            }
+        }
+        next.linearizable = next.tester.is_consistent();
+        Some(next.refreshed())
     }
 
     /// Records that a quorum accepted `command` at `slot` in `ballot`: it is chosen.

@@ -108,6 +108,22 @@ impl SmrModel {
     }
 }
 
+impl SmrModel {
+    /// The history after actor `id` took a step from `before` to `after`: what a client
+    /// recorded as answers is what it returned (see `History::record_returns`).
+    pub fn returns(
+        history: &History,
+        id: Id,
+        before: &ModelState,
+        after: &ModelState,
+    ) -> Option<History> {
+        let index = usize::from(id);
+        let was = before.actor_states.get(index)?.client()?;
+        let now = after.actor_states.get(index)?.client()?;
+        history.record_returns(id, was, now)
+    }
+}
+
 impl Model for SmrModel {
     type State = ModelState;
     type Action = ModelAction;
@@ -132,7 +148,26 @@ impl Model for SmrModel {
 
     fn next_state(&self, last: &ModelState, action: ModelAction) -> Option<ModelState> {
         match action {
-            ModelAction::Actor(action) => Model::next_state(&self.actor_model, last, action),
+            ModelAction::Actor(action) => {
+                let stepped = match &action {
+                    ActorModelAction::Deliver { dst, .. } => Some(*dst),
+                    ActorModelAction::Timeout(id, _) => Some(*id),
+                    ActorModelAction::SelectRandom { actor, .. } => Some(*actor),
+                    _ => None,
+                };
+                let next = Model::next_state(&self.actor_model, last, action.clone())?;
+                let Some(returned) =
+                    stepped.and_then(|id| Self::returns(&last.history, id, last, &next))
+                else {
+                    return Some(next);
+                };
+                // A client that got its answer may invoke its next operation in the same step:
+                // the return goes into the history first, then the step's messages (the step is
+                // taken again on top of it; only steps that answer a client pay for that).
+                let mut answered = last.clone();
+                answered.history = returned;
+                Model::next_state(&self.actor_model, &answered, action)
+            }
             ModelAction::LoseStorage(id) => Some(Self::lose_storage(last, id)),
         }
     }
@@ -259,6 +294,9 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
             ops,
             max_attempts: cfg.max_attempts,
             retry_timeout: model_timeout(),
+            // Staggered clients after the first start on their retry timer.
+            delay_start: cfg.staggered && index > 0 && index < cfg.clients,
+            bug: cfg.bug,
         })
     });
     let network = match cfg.network {
@@ -273,8 +311,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         .lossy_network(LossyNetwork::No)
         .max_crashes(if cfg.crashes > 0 { 1 } else { 0 })
         .within_boundary(within_boundary)
-        .record_msg_out(History::record_out)
-        .record_msg_in(History::record_in);
+        .record_msg_out(History::record_out);
     with_properties(SmrModel::new(actor_model), cfg)
 }
 
@@ -356,6 +393,9 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
     {
         return false;
     }
+    if cfg.staggered && !staggered(cfg, state) {
+        return false;
+    }
     if let Network::UnorderedNonDuplicating(messages) = &state.network {
         if messages.values().any(|copies| *copies > 1) {
             return false;
@@ -366,3 +406,18 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
 
 pub mod check;
 pub mod conform;
+
+/// Staggered clients: each key-value client invokes its first operation only once the client
+/// before it has had its first operation answered, so that the second one's operations follow
+/// the first one's in real time and a stale read is a linearizability violation (with clients
+/// that all start at once, any answer of a concurrent read is linearizable).
+fn staggered(cfg: &ModelConfig, state: &ModelState) -> bool {
+    let clients = &state.actor_states[cfg.replica_actors()..cfg.replica_actors() + cfg.clients];
+    clients.windows(2).all(|pair| {
+        let (Some(earlier), Some(later)) = (pair[0].client(), pair[1].client()) else {
+            return true;
+        };
+        let invoked = later.next > 0 || later.attempts > 0;
+        !invoked || earlier.next > 0
+    })
+}

@@ -140,6 +140,10 @@ struct Bounds {
     /// Switch on a seeded protocol bug (needs `--features seeded-bugs`).
     #[arg(long)]
     bug: Option<String>,
+    /// Clients all start at once (by default in most presets, each client's first operation
+    /// waits for the previous client's first answer).
+    #[arg(long)]
+    concurrent_clients: bool,
 }
 
 impl Bounds {
@@ -179,6 +183,9 @@ impl Bounds {
         if let Some(v) = self.window {
             cfg.window = v.into();
         }
+        if self.concurrent_clients {
+            cfg.staggered = false;
+        }
         if let Some(name) = &self.network {
             cfg.network = NetworkKind::from_name(name).expect("clap checked the name");
         }
@@ -214,6 +221,9 @@ impl Bounds {
         push("window", self.window.map(|v| v.to_string()));
         push("network", self.network.clone());
         push("bug", self.bug.clone());
+        if self.concurrent_clients {
+            args.push_str(" --concurrent-clients");
+        }
         args
     }
 }

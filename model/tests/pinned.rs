@@ -41,7 +41,7 @@ fn check_pinned(cfg: ModelConfig, unique_states: usize) {
 
 #[test]
 fn no_faults() {
-    check_pinned(ModelConfig::preset("small").unwrap(), 643);
+    check_pinned(ModelConfig::preset("small").unwrap(), 136);
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn a_crash_and_recovery() {
         crashes: 1,
         ..ModelConfig::preset("small").unwrap()
     };
-    check_pinned(cfg, 7_369);
+    check_pinned(cfg, 1_530);
 }
 
 #[test]

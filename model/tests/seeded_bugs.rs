@@ -9,7 +9,9 @@
 #[path = "../src/catalogue.rs"]
 mod catalogue;
 
-use catalogue::{catch, control, missing_rows, validate, CATALOGUE};
+use catalogue::{catch, control, missing_rows, validate, Row, CATALOGUE};
+use model::ModelConfig;
+use smr::SeededBug;
 
 #[test]
 fn every_seeded_bug_has_a_catalogue_row() {
@@ -61,4 +63,32 @@ fn every_seeded_bug_is_caught_by_its_property_and_only_with_the_bug() {
         "seeded bugs not caught as catalogued:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn linearizability_sees_a_stale_read_only_when_clients_follow_each_other() {
+    // Goal: the staggered clients are what make linearizability able to fail. With both
+    // clients starting at once, the get is concurrent with the put, any answer is
+    // linearizable, and the stale read of `stale-local-read` passes every state.
+    let concurrent = Row {
+        bug: SeededBug::StaleLocalRead,
+        property: "linearizability",
+        only: true,
+        bounds: || ModelConfig {
+            elections: 1,
+            staggered: false,
+            ..ModelConfig::preset("small").unwrap()
+        },
+    };
+    let search = catch(&concurrent).unwrap();
+    assert!(
+        !search.caught(),
+        "linearizability caught it: {:?}",
+        search.violated
+    );
+    let staggered = CATALOGUE
+        .iter()
+        .find(|row| row.bug == SeededBug::StaleLocalRead && row.property == "linearizability")
+        .unwrap();
+    assert!(catch(staggered).unwrap().caught());
 }

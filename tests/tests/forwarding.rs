@@ -23,6 +23,8 @@ async fn a_request_sent_to_a_follower_is_answered_by_the_leader_without_a_retry(
         })],
         max_attempts: 1,
         retry_timeout: Duration::from_secs(60)..Duration::from_secs(60),
+        delay_start: false,
+        bug: None,
     };
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let mut random = SplitMix64::new(42);

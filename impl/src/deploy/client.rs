@@ -100,6 +100,8 @@ pub fn client_runtime(
         ops,
         max_attempts: u32::MAX,
         retry_timeout,
+        delay_start: false,
+        bug: None,
     };
     runtime_for(client, id, cluster, replicas, socket, seed)
 }

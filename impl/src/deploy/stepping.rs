@@ -103,6 +103,8 @@ mod tests {
             ops,
             max_attempts: 3,
             retry_timeout: Duration::from_millis(1)..Duration::from_millis(1),
+            delay_start: false,
+            bug: None,
         }));
         let mut states = Vec::new();
         let mut queue = std::collections::VecDeque::new();

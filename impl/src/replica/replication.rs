@@ -56,6 +56,21 @@ impl Replica {
                 }
             }
         }
+        if self.config.has_bug(SeededBug::StaleLocalRead) {
+            if let spec::Operation::Kv(spec::KvOp::Get { .. }) = &request.op {
+                // The bug: answer from the executed state, without the log.
+                let output = state.service.clone().apply(state.executed, &request.op);
+                fx.send(
+                    request.client,
+                    Msg::Reply {
+                        number: request.number,
+                        slot: state.executed,
+                        output,
+                    },
+                );
+                return;
+            }
+        }
         let in_progress = leadership
             .queue
             .iter()

@@ -145,6 +145,8 @@ impl NodeDescription {
                 ops: c.ops.clone(),
                 max_attempts: c.max_attempts,
                 retry_timeout: c.retry_timeout.clone(),
+                delay_start: false,
+                bug: None,
             }),
         };
         let rebuilt = format!("{node:?}");
@@ -181,6 +183,8 @@ mod tests {
             ops: vec![Operation::Kv(spec::KvOp::Get { key: "k".into() })],
             max_attempts: 4,
             retry_timeout: Duration::from_millis(5)..Duration::from_millis(9),
+            delay_start: false,
+            bug: None,
         });
         for node in [replica, client] {
             let encoded = NodeDescription::encode(&node);

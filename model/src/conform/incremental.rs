@@ -92,6 +92,8 @@ pub struct Incremental<'m> {
     /// The latest place of an operation that has returned.
     returned: Option<Place>,
     replicas: Vec<ReplicaSeen>,
+    /// How many answers each client had recorded when last seen.
+    returned_outputs: FastMap<Id, usize>,
     /// The ids of the replica actors.
     replica_ids: Vec<usize>,
 }
@@ -111,6 +113,7 @@ impl<'m> Incremental<'m> {
             invoked: FastMap::default(),
             returned: None,
             replicas: vec![ReplicaSeen::default(); model.actors.len()],
+            returned_outputs: FastMap::default(),
             replica_ids: (0..model.actors.len())
                 .filter(|id| matches!(model.actors[*id], Node::Replica(_)))
                 .collect(),
@@ -338,21 +341,40 @@ impl<'m> Incremental<'m> {
         }
     }
 
-    fn on_return(&mut self, client: Id, msg: &Msg, found: &mut Vec<(&'static str, String)>) {
-        let Msg::Reply { number, .. } = msg else {
-            return;
-        };
-        let Some((invoked, floor)) = self.invoked.get(&client).copied() else {
-            return;
-        };
-        if invoked != *number {
-            return;
+    /// A client recorded `recorded` as the answer to its request `number`.
+    fn on_return(
+        &mut self,
+        client: Id,
+        number: RequestNumber,
+        recorded: &(Slot, Output),
+        found: &mut Vec<(&'static str, String)>,
+    ) {
+        let request = RequestId { client, number };
+        match self.invoked.remove(&client) {
+            Some((invoked, floor)) if invoked == number => self.check_return(request, floor, found),
+            _ => found.push((
+                "linearizability",
+                format!("client {client:?} recorded an answer to request {number}, which it had not invoked"),
+            )),
         }
-        self.invoked.remove(&client);
-        let request = RequestId {
-            client,
-            number: *number,
-        };
+        if let Some((slot, output)) = self.reference.application(request) {
+            if (slot, output) != (recorded.0, &recorded.1) {
+                found.push((
+                    "linearizability",
+                    format!(
+                        "client {client:?} recorded {recorded:?} as the answer to request {number}, but the chosen log applied it at slot {slot} with {output:?}"
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn check_return(
+        &mut self,
+        request: RequestId,
+        floor: Option<Place>,
+        found: &mut Vec<(&'static str, String)>,
+    ) {
         match self.place(request) {
             None => found.push((
                 "linearizability",
@@ -465,13 +487,23 @@ impl Observer for Incremental<'_> {
             return found;
         }
         let id = Id::from(applied.id);
+        // A client's answers first: it may invoke its next operation in the same step.
+        if let Some(client) = world.slots[applied.id]
+            .state
+            .as_ref()
+            .and_then(|s| s.client())
+        {
+            let seen = self.returned_outputs.entry(id).or_default();
+            let fresh: Vec<_> = client.outputs.iter().enumerate().skip(*seen).collect();
+            *seen = client.outputs.len();
+            for (index, recorded) in fresh {
+                self.on_return(id, index as RequestNumber + 1, recorded, &mut found);
+            }
+        }
         for command in applied.out.iter() {
             if let Out::Send(dst, msg) = command {
                 self.on_send(id, *dst, msg, world, &mut found);
             }
-        }
-        if let Some((_, msg)) = applied.delivered() {
-            self.on_return(id, msg, &mut found);
         }
         self.check_replica(applied.id, world, &mut found);
         found

@@ -85,8 +85,7 @@ pub fn conform_model(actors: Vec<Node>) -> SmrModel {
         .init_network(Network::new_unordered_duplicating([]))
         .lossy_network(LossyNetwork::Yes)
         .max_crashes(crashes)
-        .record_msg_out(History::record_out)
-        .record_msg_in(History::record_in);
+        .record_msg_out(History::record_out);
     let mut model = SmrModel::new(actor_model);
     model.properties = properties;
     model
@@ -99,6 +98,8 @@ fn idle() -> Node {
         ops: Vec::new(),
         max_attempts: 0,
         retry_timeout: std::time::Duration::ZERO..std::time::Duration::ZERO,
+        delay_start: false,
+        bug: None,
     })
 }
 

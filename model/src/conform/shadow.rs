@@ -171,17 +171,17 @@ impl Observer for Shadow<'_> {
             state.crashed[id] = false;
         }
         if let Some(current) = &world.slots[id].state {
-            state.actor_states[id] = Arc::new(current.clone());
-        }
-        if let Some((src, msg)) = applied.delivered() {
-            let env = Envelope {
-                src,
-                dst: Id::from(id),
-                msg,
-            };
-            if let Some(history) = (model.record_msg_in)(&model.cfg, &state.history, env) {
-                state.history = history;
+            // What a client recorded as answers is what it returned, before anything it sent in
+            // the same step (as the model's `SmrModel::returns`).
+            let before = state.actor_states[id]
+                .client()
+                .filter(|_| !applied.is_start());
+            if let (Some(before), Some(after)) = (before, current.client()) {
+                if let Some(history) = state.history.record_returns(Id::from(id), before, after) {
+                    state.history = history;
+                }
             }
+            state.actor_states[id] = Arc::new(current.clone());
         }
         for command in applied.out.iter() {
             match command {
