@@ -56,6 +56,18 @@ pub enum SeededBug {
     StaleLocalRead,
     /// A client takes a late reply to an earlier request as the answer to its current one.
     ClientTakesStaleReply,
+    /// An acceptor that already holds the value of an Accept at its slot keeps the entry as it
+    /// is, with its older ballot, instead of recording the Accept's ballot (a write saved).
+    AcceptKeepsOlderBallot,
+    /// The leader proposes one slot beyond its window: slot `x` before it has executed every
+    /// slot up to `x - α`, so before it can know the configuration that decides `x`.
+    ProposeBeyondWindow,
+    /// A checkpoint taken when executing the CHECKPOINT command at slot `s` is labelled `s`
+    /// instead of `s + 1`, the number of slots its state covers.
+    CheckpointLabelOffByOne,
+    /// A replica that led before a crash leads its old ballot again as soon as it restarts,
+    /// without a new Phase 1, so it may propose a second value in a ballot at a slot.
+    ReuseBallotAfterRestart,
 }
 
 impl SeededBug {
@@ -80,6 +92,10 @@ impl SeededBug {
         SeededBug::RebuildCountsItself,
         SeededBug::StaleLocalRead,
         SeededBug::ClientTakesStaleReply,
+        SeededBug::AcceptKeepsOlderBallot,
+        SeededBug::ProposeBeyondWindow,
+        SeededBug::CheckpointLabelOffByOne,
+        SeededBug::ReuseBallotAfterRestart,
     ];
 
     /// The bug's name on the command line.
@@ -104,6 +120,10 @@ impl SeededBug {
             SeededBug::RebuildCountsItself => "rebuild-counts-itself",
             SeededBug::StaleLocalRead => "stale-local-read",
             SeededBug::ClientTakesStaleReply => "client-takes-stale-reply",
+            SeededBug::AcceptKeepsOlderBallot => "accept-keeps-older-ballot",
+            SeededBug::ProposeBeyondWindow => "propose-beyond-window",
+            SeededBug::CheckpointLabelOffByOne => "checkpoint-label-off-by-one",
+            SeededBug::ReuseBallotAfterRestart => "reuse-ballot-after-restart",
         }
     }
 

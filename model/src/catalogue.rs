@@ -245,6 +245,52 @@ pub const CATALOGUE: &[Row] = &[
             ..preset("small")
         },
     },
+    Row {
+        // The bootstrap leader re-proposes the put in the election's new ballot; replica 0 had
+        // accepted it in the first ballot and keeps that entry. Counting holders at any ballot,
+        // it would pass for durable at 2 of 3.
+        bug: SeededBug::AcceptKeepsOlderBallot,
+        property: "durability",
+        only: false,
+        bounds: || ModelConfig {
+            elections: 1,
+            ..preset("small")
+        },
+    },
+    Row {
+        // Two clients at once: slot 1 is proposed, and chosen, before slot 0 is decided, so
+        // its configuration is not yet fixed. Only the reconfiguration property sees it.
+        bug: SeededBug::ProposeBeyondWindow,
+        property: "reconfiguration safety",
+        only: false,
+        bounds: || ModelConfig {
+            staggered: false,
+            ..preset("small")
+        },
+    },
+    Row {
+        // The state after the CHECKPOINT command at slot 1 equals the state after slot 1 in
+        // everything but the slot count, which the digest covers.
+        bug: SeededBug::CheckpointLabelOffByOne,
+        property: "checkpoint safety",
+        only: false,
+        bounds: || ModelConfig {
+            clients: 1,
+            crashes: 0,
+            ..preset("checkpoint")
+        },
+    },
+    Row {
+        // The restarted bootstrap leader proposes the get at slot 0 in the ballot where the put
+        // was chosen there: two values in one ballot, reported at the second Accept.
+        bug: SeededBug::ReuseBallotAfterRestart,
+        property: "agreement",
+        only: false,
+        bounds: || ModelConfig {
+            crashes: 1,
+            ..preset("small")
+        },
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,
@@ -304,6 +350,18 @@ pub const CATALOGUE: &[Row] = &[
             clients: 1,
             operations: 2,
             window: 2,
+            ..preset("small")
+        },
+    },
+    Row {
+        // The answer names a slot that is not chosen yet: exactly-once judges every reply when
+        // it is sent, where it used to wait for the reference to reach the slot (and then found
+        // the request there, as the bug's answers are right, only early).
+        bug: SeededBug::ReplyBeforeExecute,
+        property: "exactly-once",
+        only: true,
+        bounds: || ModelConfig {
+            clients: 1,
             ..preset("small")
         },
     },

@@ -72,7 +72,7 @@ pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Vi
     for (slot, ballots) in history.chosen_in.iter() {
         for ballot in ballots {
             let counted = history.proposals[&(*slot, *ballot)].electorate;
-            electorate_of_slot(reference, *slot, *ballot, counted).unwrap_or(Ok(()))?;
+            electorate_of_slot(reference, *slot, *ballot, counted)?;
         }
     }
     match &history.vote_violation {
@@ -106,25 +106,32 @@ pub fn configuration_in_chain(
 }
 
 /// Whether `slot`, chosen in `ballot` by a quorum of `counted` (a bit per replica id), was
-/// counted in its own configuration; `None` while the reference does not know that
-/// configuration yet.
+/// counted in its own configuration. Judged when the slot is chosen: a leader proposes slot `x`
+/// only once it has executed every slot up to `x - α`, which were chosen before, so the
+/// reference always knows the configuration of a slot that is chosen; a slot chosen beyond
+/// that window is reported (its electorate was a guess).
 pub fn electorate_of_slot(
     reference: &ReferenceExecution,
     slot: Slot,
     ballot: Ballot,
     counted: u64,
-) -> Option<Result<(), Violation>> {
-    let members = reference.electorate(slot)?;
+) -> Result<(), Violation> {
+    let Some(members) = reference.electorate(slot) else {
+        return Err(format!(
+            "slot {slot} was chosen in ballot {ballot:?} before the slots that fix its configuration were (only {} slots are chosen in order)",
+            reference.applied()
+        ));
+    };
     let expected = members
         .iter()
         .fold(0u64, |mask, id| mask | 1 << usize::from(*id));
-    Some(if counted == expected {
+    if counted == expected {
         Ok(())
     } else {
         Err(format!(
             "slot {slot} was chosen in ballot {ballot:?} by a quorum of replicas {counted:#b}, but its configuration is {members:?}"
         ))
-    })
+    }
 }
 
 /// Only a member votes: the configuration the voter's state held (its epoch, and whether a
@@ -230,9 +237,14 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
         if storage.log_start == 0 {
             continue;
         }
-        let holders = state
-            .actor_storages
+        // Holders among the members of the configuration in force there only.
+        let members = reference
+            .configuration_after(storage.log_start)
+            .map(|c| c.members.clone())
+            .unwrap_or_default();
+        let holders = members
             .iter()
+            .filter_map(|id| state.actor_storages.get(usize::from(*id)))
             .flatten()
             .filter(|s| covers_truncation(s, storage.log_start))
             .count();
@@ -345,20 +357,25 @@ pub fn linearizability(_: &SmrModel, state: &ModelState) -> Result<(), Violation
     }
 }
 
-/// Whether `storage` holds request `request`, decided at `slot`, durably: it accepted it there,
-/// or holds a checkpoint that covers the slot and agrees with the reference execution.
+/// Whether `storage` holds request `request`, decided at `slot`, durably: it accepted it there
+/// in the ballot it was first chosen in or a later one (an acceptance in an earlier ballot is
+/// not what a later leader's Phase 1 is sure to see first), or holds a checkpoint that covers
+/// the slot and agrees with the reference execution. `chosen_in` is the first ballot the slot
+/// was chosen in, if it was.
 pub fn holds_durably(
     storage: &smr::Storage,
     reference: &spec::reference::ReferenceExecution,
     request: RequestId,
     slot: Slot,
+    chosen_in: Option<Ballot>,
 ) -> bool {
     let accepted = storage.accepted.get(&slot).is_some_and(|accepted| {
-        accepted
-            .command
-            .requests()
-            .iter()
-            .any(|r| r.id() == request)
+        chosen_in.is_none_or(|ballot| accepted.ballot >= ballot)
+            && accepted
+                .command
+                .requests()
+                .iter()
+                .any(|r| r.id() == request)
     });
     let checkpointed = storage
         .checkpoint
@@ -375,8 +392,24 @@ pub fn counts_as_holder(
     reference: &spec::reference::ReferenceExecution,
     request: RequestId,
     slot: Slot,
+    chosen_in: Option<Ballot>,
 ) -> bool {
-    storage.rebuilding || holds_durably(storage, reference, request, slot)
+    storage.rebuilding || holds_durably(storage, reference, request, slot, chosen_in)
+}
+
+/// The members of the configuration that decides `slot`, as far as the reference knows: the
+/// slot's own, or, for a slot beyond what it can place yet, the latest configuration it has.
+pub fn deciders(
+    reference: &spec::reference::ReferenceExecution,
+    slot: Slot,
+) -> std::collections::BTreeSet<Id> {
+    match reference.electorate(slot) {
+        Some(members) => members.clone(),
+        None => reference
+            .configuration_after(reference.applied())
+            .map(|c| c.audience())
+            .unwrap_or_default(),
+    }
 }
 
 /// Whether `storage` counts towards the quorum that must hold a checkpoint covering a
@@ -395,25 +428,34 @@ pub fn covers_truncation(storage: &smr::Storage, log_start: Slot) -> bool {
 /// it: its rebuild must restore it (proofs/RECOVERY.md, RC4), and once the rebuild completes
 /// it counts only if it does hold it.
 pub fn durability(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
-    let replicas = model.cfg.replica_actors();
+    let _ = model;
+    let reference = &state.history.reference;
+    let first_chosen = |slot: Slot| {
+        state
+            .history
+            .chosen_in
+            .get(&slot)
+            .and_then(|ballots| ballots.first().copied())
+    };
+    // Holders among the members that decide the slot only: a spare or a replica that quit
+    // holding the write does not make it durable.
     let holders = |request: RequestId, slot: Slot| {
-        (0..replicas)
-            .filter(|&index| {
-                state.actor_storages[index].as_ref().is_some_and(|storage| {
-                    counts_as_holder(storage, &state.history.reference, request, slot)
-                })
+        deciders(reference, slot)
+            .iter()
+            .filter(|id| {
+                state
+                    .actor_storages
+                    .get(usize::from(**id))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|storage| {
+                        counts_as_holder(storage, reference, request, slot, first_chosen(slot))
+                    })
             })
             .count()
     };
-    // A quorum of the configuration that decided the slot (unknown only if the slot was
-    // never chosen, which agreement and exactly-once report).
-    let quorum = |slot: Slot| {
-        state
-            .history
-            .reference
-            .electorate(slot)
-            .map_or(0, spec::Configuration::quorum_of)
-    };
+    // A quorum of the configuration that decides the slot; for a slot the reference cannot
+    // place yet (never chosen, or beyond a gap), of the latest configuration it knows.
+    let quorum = |slot: Slot| spec::Configuration::quorum_of(&deciders(reference, slot));
     properties::durability(
         state
             .history

@@ -182,7 +182,11 @@ pub fn storage(consistent: bool) -> impl Strategy<Value = Storage> {
     )
         .prop_map(
             move |(promised, accepted, incarnation, checkpoint, rebuilt)| {
-                let checkpoint = checkpoint.map(|(slot, state)| Checkpoint::of(slot, &state));
+                let checkpoint = checkpoint.map(|(slot, mut state)| {
+                    // A checkpoint at `slot` is the state after `slot` slots.
+                    state.applied = slot;
+                    Checkpoint::of(slot, &state)
+                });
                 let mut storage = Storage {
                     promised,
                     accepted,

@@ -124,6 +124,11 @@ pub fn prefix_execution(
 /// Exactly-once: every reply for a request names the slot where the reference execution applied
 /// it and carries the output it produced there; replies to retries are identical to the first.
 /// A request applied twice is answered from a second slot, and so is caught here.
+///
+/// A reply is sent only after its slot was executed, so by then that slot and every slot below
+/// it were chosen: a reply naming a slot the reference has not reached is reported at once (it
+/// was sent before its slot was decided, or names the wrong slot), not left for a later state
+/// that may never come.
 pub fn exactly_once(
     replies: &BTreeMap<RequestId, (Slot, Output)>,
     reply_conflict: Option<&str>,
@@ -134,9 +139,10 @@ pub fn exactly_once(
     }
     for (request, (slot, output)) in replies {
         if *slot >= reference.applied() {
-            // The reference has not reached that slot yet: the reply names an undecided slot or
-            // one decided out of order; prefix execution reports the replica that did that.
-            continue;
+            return Err(format!(
+                "request {request:?} was answered from slot {slot}, but only slots below {} have been chosen in order",
+                reference.applied()
+            ));
         }
         match reference.application(*request) {
             Some((applied_at, expected)) if applied_at == *slot && expected == output => {}

@@ -72,12 +72,18 @@ impl Sessions {
     }
 }
 
-/// Everything the replicas replicate: the machine, the sessions, and the configuration.
+/// Everything the replicas replicate: the machine, the sessions, and the configuration, with
+/// the number of slots applied to reach them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceState {
     pub machine: KvStore,
     pub sessions: Sessions,
     pub configuration: Configuration,
+    /// Slots `0..applied` have been applied. Part of the digest, so that the state after `s`
+    /// slots differs from the state after `s + 1` even when slot `s` changed nothing else (a
+    /// no-op or a checkpoint): a checkpoint labelled with the wrong slot cannot pass for a
+    /// correct one, and replicas audit each other at equal slots only.
+    pub applied: Slot,
 }
 
 impl ServiceState {
@@ -92,6 +98,8 @@ impl ServiceState {
     /// Called before executing the command at `slot`: a configuration change whose first slot
     /// has come takes effect.
     pub fn begin_slot(&mut self, slot: Slot) {
+        debug_assert_eq!(self.applied, slot, "slots are applied in order");
+        self.applied = slot + 1;
         self.configuration.begin_slot(slot);
     }
 
@@ -112,6 +120,7 @@ impl ServiceState {
             self.machine.digest(),
             self.sessions.digest(),
             &self.configuration,
+            self.applied,
         ))
     }
 
@@ -125,6 +134,7 @@ impl ServiceState {
                 .map(|(client, session)| (*client, session.clone()))
                 .collect(),
             configuration: self.configuration.clone(),
+            applied: self.applied,
         }
     }
 
@@ -148,6 +158,7 @@ impl ServiceState {
             machine,
             sessions,
             configuration: snapshot.configuration,
+            applied: snapshot.applied,
         })
     }
 }
@@ -158,6 +169,7 @@ pub struct ServiceSnapshot {
     pub entries: <KvStore as StateMachine>::Snapshot,
     pub sessions: Vec<(ClientId, Session)>,
     pub configuration: Configuration,
+    pub applied: Slot,
 }
 
 impl Serialize for ServiceState {

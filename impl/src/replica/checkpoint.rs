@@ -35,7 +35,12 @@ impl Replica {
         slot: Slot,
         fx: &mut Effects,
     ) {
-        let checkpoint = Checkpoint::of(slot + 1, &state.service);
+        let label = if self.config.has_bug(SeededBug::CheckpointLabelOffByOne) {
+            slot
+        } else {
+            slot + 1
+        };
+        let checkpoint = Checkpoint::of(label, &state.service);
         let (at, digest) = (checkpoint.slot, checkpoint.digest);
         state.durable.checkpoint = Some(checkpoint);
         fx.persist();

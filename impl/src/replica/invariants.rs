@@ -7,7 +7,7 @@ use stateright::actor::Id;
 
 impl Replica {
     pub(super) fn check_invariants(&self, id: Id, state: &ReplicaState) {
-        if !cfg!(debug_assertions) || self.seeded_bug_active() {
+        if !(cfg!(debug_assertions) || cfg!(feature = "invariants")) || self.seeded_bug_active() {
             return;
         }
         assert_eq!(
@@ -29,6 +29,16 @@ impl Replica {
             state.durable.log_start,
             state.executed
         );
+        assert_eq!(
+            state.service.applied, state.executed,
+            "replica {id:?}: its service state does not cover exactly the executed slots"
+        );
+        if let Some(checkpoint) = &state.durable.checkpoint {
+            assert_eq!(
+                checkpoint.state.applied, checkpoint.slot,
+                "replica {id:?}: a checkpoint labelled with another slot than its state's"
+            );
+        }
         if state.durable.rebuilding {
             assert!(
                 state.durable.accepted.is_empty(),

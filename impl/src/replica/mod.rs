@@ -185,21 +185,20 @@ impl Replica {
                 state.durable.promised = Ballot { round: 1, leader };
                 state.leader = Some(leader);
                 if leader == id {
-                    state.role = Role::Leader(Leadership {
-                        next_slot: 0,
-                        proposals: BTreeMap::new(),
-                        queue: Default::default(),
-                        promises: Promises {
-                            by: Votes::from_ids(&self.config.members),
-                            ..Promises::default()
-                        },
-                        adopted: BTreeMap::new(),
-                        asked: Votes::from_ids(&self.config.members),
-                    });
+                    state.role = Role::Leader(self.leadership_without_phase_one(0));
                     self.set_heartbeat_timer(&mut fx);
                 } else {
                     fx.set_timer(Timer::Election, self.config.election_timeout.clone());
                 }
+            }
+            // The seeded bug: a replica that led before its crash leads the same ballot again,
+            // as if its Phase 1 still held, and proposes from its recovered prefix on.
+            _ if state.durable.promised.leader == id
+                && self.config.has_bug(SeededBug::ReuseBallotAfterRestart) =>
+            {
+                state.leader = Some(id);
+                state.role = Role::Leader(self.leadership_without_phase_one(executed));
+                self.set_heartbeat_timer(&mut fx);
             }
             _ => fx.set_timer(Timer::Election, self.config.election_timeout.clone()),
         }
@@ -341,6 +340,22 @@ impl Replica {
         }
         self.check_invariants(id, state);
         fx.flush(&state.durable, o);
+    }
+
+    /// The leadership of the bootstrap ballot, whose Phase 1 is skipped (every member
+    /// promised it when the cluster was created), proposing from `next_slot` on.
+    fn leadership_without_phase_one(&self, next_slot: Slot) -> Leadership {
+        Leadership {
+            next_slot,
+            proposals: BTreeMap::new(),
+            queue: Default::default(),
+            promises: Promises {
+                by: Votes::from_ids(&self.config.members),
+                ..Promises::default()
+            },
+            adopted: BTreeMap::new(),
+            asked: Votes::from_ids(&self.config.members),
+        }
     }
 
     /// Leaves leadership or candidacy (a higher ballot exists) and waits for a leader again.

@@ -101,7 +101,8 @@ impl Replica {
         self.ask_new_members(id, state, fx);
         // α comes from the replicated configuration, never from local settings: every replica
         // must compute the same configuration for every slot.
-        let alpha = state.service.configuration.alpha;
+        let alpha = state.service.configuration.alpha
+            + u64::from(self.config.has_bug(SeededBug::ProposeBeyondWindow));
         loop {
             let Role::Leader(leadership) = &state.role else {
                 return;
@@ -317,10 +318,17 @@ impl Replica {
                 state.leader = Some(ballot.leader);
                 self.reset_election_timer(fx);
             }
-            state
+            let same_value = state
                 .durable
                 .accepted
-                .insert(slot, Accepted { ballot, command });
+                .get(&slot)
+                .is_some_and(|held| held.command == command);
+            if !(same_value && self.config.has_bug(SeededBug::AcceptKeepsOlderBallot)) {
+                state
+                    .durable
+                    .accepted
+                    .insert(slot, Accepted { ballot, command });
+            }
             if !self.config.has_bug(SeededBug::AcceptNotPersisted) {
                 fx.persist();
             }

@@ -75,15 +75,11 @@ pub struct Incremental<'m> {
     /// chosen (which exactly-once then reports).
     initial_quorum: usize,
     proposals: FastMap<(Slot, Ballot), Proposal>,
-    /// The electorate each chosen slot was chosen by (the first time).
+    /// The electorate each chosen slot was chosen by, and the ballot (the first time).
     chosen_by: FastMap<Slot, u64>,
-    /// Chosen (slot, ballot, electorate) whose slot's configuration the reference does not
-    /// know yet.
-    unverified: BTreeMap<Slot, Vec<(Ballot, u64)>>,
+    chosen_ballot: FastMap<Slot, Ballot>,
     chosen: BTreeMap<Slot, Command>,
     reference: ReferenceExecution,
-    /// Replies whose slot the reference has not reached yet.
-    pending: BTreeMap<Slot, Vec<(RequestId, Output)>>,
     /// Every reply sent, by request: the digest of (slot, output).
     replies: FastMap<RequestId, Digest>,
     /// Each client's operation in flight: its number and the latest place returned before it
@@ -105,10 +101,9 @@ impl<'m> Incremental<'m> {
             initial_quorum: model.cfg.replicas / 2 + 1,
             proposals: FastMap::default(),
             chosen_by: FastMap::default(),
-            unverified: BTreeMap::new(),
+            chosen_ballot: FastMap::default(),
             chosen: BTreeMap::new(),
             reference: model.init_history.reference.clone(),
-            pending: BTreeMap::new(),
             replies: FastMap::default(),
             invoked: FastMap::default(),
             returned: None,
@@ -118,14 +113,6 @@ impl<'m> Incremental<'m> {
                 .filter(|id| matches!(model.actors[*id], Node::Replica(_)))
                 .collect(),
         }
-    }
-
-    /// The replicas' storages (a benchmark's run has thousands of clients, which store
-    /// nothing: looking at them on every acknowledgement made the check quadratic).
-    fn storages<'a>(&'a self, world: &'a World<'_>) -> impl Iterator<Item = &'a smr::Storage> {
-        self.replica_ids
-            .iter()
-            .filter_map(move |id| world.slots[*id].storage.as_ref())
     }
 
     fn submitted(&self, request: &spec::Request) -> bool {
@@ -152,38 +139,6 @@ impl<'m> Incremental<'m> {
                 while let Some(next) = self.chosen.get(&self.reference.applied()) {
                     self.reference.apply_next(next);
                 }
-                self.check_pending(found);
-            }
-        }
-    }
-
-    /// Checks the electorate of every chosen slot whose configuration the reference now knows:
-    /// it must be the slot's own configuration.
-    fn verify_electorates(&mut self, found: &mut Vec<(&'static str, String)>) {
-        while let Some(entry) = self.unverified.first_entry() {
-            let slot = *entry.key();
-            if self.reference.electorate(slot).is_none() {
-                break;
-            }
-            for (ballot, counted) in entry.remove() {
-                let judged =
-                    crate::properties::electorate_of_slot(&self.reference, slot, ballot, counted);
-                if let Some(Err(why)) = judged {
-                    found.push(("reconfiguration safety", why));
-                }
-            }
-        }
-    }
-
-    /// Checks the replies whose slot the reference has now executed.
-    fn check_pending(&mut self, found: &mut Vec<(&'static str, String)>) {
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() >= self.reference.applied() {
-                break;
-            }
-            let (slot, replies) = entry.remove_entry();
-            for (request, output) in replies {
-                self.check_reply(request, slot, output, found);
             }
         }
     }
@@ -266,12 +221,17 @@ impl<'m> Incremental<'m> {
                 if before < quorum && votes == quorum {
                     let command = proposal.command.clone();
                     self.chosen_by.entry(*slot).or_insert(electorate);
-                    self.unverified
-                        .entry(*slot)
-                        .or_default()
-                        .push((*ballot, electorate));
+                    self.chosen_ballot.entry(*slot).or_insert(*ballot);
+                    let judged = crate::properties::electorate_of_slot(
+                        &self.reference,
+                        *slot,
+                        *ballot,
+                        electorate,
+                    );
+                    if let Err(why) = judged {
+                        found.push(("reconfiguration safety", why));
+                    }
                     self.choose(*slot, command, found);
-                    self.verify_electorates(found);
                 }
             }
             // The client's own send (not a follower's forward), and not a retry.
@@ -300,14 +260,9 @@ impl<'m> Incremental<'m> {
                     Some(_) => {}
                     None => self.check_durability(request, *slot, world, found),
                 }
-                if *slot < self.reference.applied() {
-                    self.check_reply(request, *slot, output.clone(), found);
-                } else {
-                    self.pending
-                        .entry(*slot)
-                        .or_default()
-                        .push((request, output.clone()));
-                }
+                // Judged at once: its slot was chosen, with every slot below it, before the
+                // reply was sent (a reply for a slot not chosen yet is a violation).
+                self.check_reply(request, *slot, output.clone(), found);
             }
             _ => {}
         }
@@ -321,10 +276,16 @@ impl<'m> Incremental<'m> {
         found: &mut Vec<(&'static str, String)>,
     ) {
         let reference = &self.reference;
+        // Holders among the slot's electorate only (every replica while it is unknown).
         let holders = |request: RequestId, slot: Slot| {
-            self.storages(world)
+            let electorate = self.chosen_by.get(&slot).copied().unwrap_or(u64::MAX);
+            let since = self.chosen_ballot.get(&slot).copied();
+            self.replica_ids
+                .iter()
+                .filter(|id| **id < 64 && electorate & (1 << **id) != 0)
+                .filter_map(|id| world.slots[*id].storage.as_ref())
                 .filter(|storage| {
-                    crate::properties::counts_as_holder(storage, reference, request, slot)
+                    crate::properties::counts_as_holder(storage, reference, request, slot, since)
                 })
                 .count()
         };
@@ -463,8 +424,16 @@ impl<'m> Incremental<'m> {
         let log_start = replica.durable.log_start;
         if log_start != seen.log_start {
             seen.log_start = log_start;
-            let holders = self
-                .storages(world)
+            // Holders among the members in force there only.
+            let members = self
+                .reference
+                .configuration_after(log_start)
+                .map(|c| c.members.clone())
+                .unwrap_or_default();
+            let holders = members
+                .iter()
+                .filter_map(|id| world.slots.get(usize::from(*id)))
+                .filter_map(|slot| slot.storage.as_ref())
                 .filter(|s| crate::properties::covers_truncation(s, log_start))
                 .count();
             let covered =
