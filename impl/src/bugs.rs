@@ -68,6 +68,9 @@ pub enum SeededBug {
     /// A replica that led before a crash leads its old ballot again as soon as it restarts,
     /// without a new Phase 1, so it may propose a second value in a ballot at a slot.
     ReuseBallotAfterRestart,
+    /// The leader counts checkpoint votes from any replica towards the quorum of the members
+    /// in force, a joiner's included before it is one.
+    CheckpointVotesFromNonMembers,
 }
 
 impl SeededBug {
@@ -96,6 +99,7 @@ impl SeededBug {
         SeededBug::ProposeBeyondWindow,
         SeededBug::CheckpointLabelOffByOne,
         SeededBug::ReuseBallotAfterRestart,
+        SeededBug::CheckpointVotesFromNonMembers,
     ];
 
     /// The bug's name on the command line.
@@ -124,6 +128,7 @@ impl SeededBug {
             SeededBug::ProposeBeyondWindow => "propose-beyond-window",
             SeededBug::CheckpointLabelOffByOne => "checkpoint-label-off-by-one",
             SeededBug::ReuseBallotAfterRestart => "reuse-ballot-after-restart",
+            SeededBug::CheckpointVotesFromNonMembers => "checkpoint-votes-from-non-members",
         }
     }
 

@@ -291,6 +291,21 @@ pub const CATALOGUE: &[Row] = &[
             ..preset("small")
         },
     },
+    Row {
+        // With α = 3 the JOIN decided at slot 0 governs slots from 3; the joiner installs the
+        // state, executes the checkpoint command at slot 1 and votes for the checkpoint at 2,
+        // where it is not a member yet. The leader truncates on its vote and its own.
+        bug: SeededBug::CheckpointVotesFromNonMembers,
+        property: "checkpoint safety",
+        only: false,
+        bounds: || ModelConfig {
+            clients: 1,
+            operations: 1,
+            elections: 0,
+            window: 3,
+            ..preset("join-election")
+        },
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,

@@ -216,6 +216,8 @@ impl Bounds {
         push("replicas", self.replicas.map(|v| v.to_string()));
         push("clients", self.clients.map(|v| v.to_string()));
         push("operations", self.operations.map(|v| v.to_string()));
+        push("crashes", self.crashes.map(|v| v.to_string()));
+        push("storage-losses", self.storage_losses.map(|v| v.to_string()));
         push("elections", self.elections.map(|v| v.to_string()));
         push("max-attempts", self.max_attempts.map(|v| v.to_string()));
         push("window", self.window.map(|v| v.to_string()));

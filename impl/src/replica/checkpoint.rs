@@ -137,7 +137,13 @@ impl Replica {
                     .map(|(voter, _)| voter),
             )
         };
-        if self.is_quorum(agreeing(own), electorate) {
+        let stable = if self.config.has_bug(SeededBug::CheckpointVotesFromNonMembers) {
+            // The bug: every agreeing vote counts, whoever cast it.
+            agreeing(own).count() > electorate.count() / 2
+        } else {
+            self.is_quorum(agreeing(own), electorate)
+        };
+        if stable {
             if slot > state.durable.log_start {
                 self.truncate(state, slot, fx);
             }
