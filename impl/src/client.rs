@@ -4,6 +4,7 @@
 //! The model checker drives it with a fixed script; the command-line client is the same actor
 //! driven by the runtime.
 
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use crate::node::{Node, Timer};
 use spec::digest::{digest_of, Digest};
@@ -117,6 +118,7 @@ impl Client {
             digest: 0,
         };
         if self.delay_start {
+            marks::hit(Mark::ClientDelayedStart);
             o.set_timer(Timer::Retry, self.retry_timeout.clone());
         } else {
             self.send_current(id, &mut state, o);
@@ -172,6 +174,7 @@ impl Client {
                 || (number < state.number()
                     && self.has_bug(crate::SeededBug::ClientTakesStaleReply)) =>
             {
+                marks::hit(Mark::ClientAnswered);
                 let state = state.to_mut();
                 state.outputs.push((slot, output));
                 state.next += 1;
@@ -198,7 +201,11 @@ impl Client {
     ) {
         // Out of attempts, the client stops sending: whoever drives it (the command-line
         // client, a test) decides how long to wait for the answer that may still come.
-        if timer != Timer::Retry || self.is_done(state) || state.attempts >= self.max_attempts {
+        if timer != Timer::Retry || self.is_done(state) {
+            return;
+        }
+        if state.attempts >= self.max_attempts {
+            marks::hit(Mark::ClientOutOfAttempts);
             return;
         }
         let state = state.to_mut();
@@ -207,7 +214,10 @@ impl Client {
         // moves on, since the replica may be down; and so on, alternating.
         // (A delayed first send, `delay_start`, goes to the first replica.)
         if state.attempts > 0 && state.attempts % 2 == 0 {
+            marks::hit(Mark::ClientRetriesNextReplica);
             state.target = (state.target + 1) % self.replicas.len();
+        } else if state.attempts > 0 {
+            marks::hit(Mark::ClientRetriesSameReplica);
         }
         self.send_current(id, state, o);
     }

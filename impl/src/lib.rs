@@ -21,9 +21,11 @@ pub mod replica;
 pub mod runtime;
 pub mod trace;
 
+pub mod marks;
+
 pub use ballot::Ballot;
 pub use bugs::SeededBug;
 pub use client::{Client, ClientState};
 pub use message::Msg;
 pub use node::{Node, NodeState, Timer};
-pub use replica::{Replica, ReplicaConfig, ReplicaState, Storage};
+pub use replica::{Limits, Replica, ReplicaConfig, ReplicaState, Storage};

@@ -20,7 +20,7 @@
 //! code that exists only for the catalogue.
 
 use model::properties::INVARIANTS;
-use model::{build, ModelConfig, ModelState, SmrModel, PRESETS};
+use model::{build, ModelConfig, ModelState, SmrModel};
 use smr::SeededBug;
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 use std::io::Write;
@@ -599,82 +599,6 @@ pub fn control(row: &Row, depth: usize) -> Bounded {
     }
 }
 
-/// The `model check` arguments that rebuild `cfg` exactly, if its bounds are a preset with
-/// command-line overrides (so that the counterexample can be opened in the explorer).
-pub fn cli_args(cfg: &ModelConfig) -> Option<String> {
-    PRESETS.iter().find_map(|preset| {
-        let base = (preset.config)();
-        let mut args = format!("--preset {}", preset.name);
-        let mut candidate = base.clone();
-        let mut flag = |name: &str, differs: bool, value: String| {
-            if differs {
-                args.push_str(&format!(" --{name} {value}"));
-            }
-        };
-        flag(
-            "replicas",
-            cfg.replicas != base.replicas,
-            cfg.replicas.to_string(),
-        );
-        flag(
-            "clients",
-            cfg.clients != base.clients,
-            cfg.clients.to_string(),
-        );
-        flag(
-            "operations",
-            cfg.operations != base.operations,
-            cfg.operations.to_string(),
-        );
-        flag(
-            "crashes",
-            cfg.crashes != base.crashes,
-            cfg.crashes.to_string(),
-        );
-        flag(
-            "elections",
-            cfg.elections != base.elections,
-            cfg.elections.to_string(),
-        );
-        flag(
-            "max-attempts",
-            cfg.max_attempts != base.max_attempts,
-            cfg.max_attempts.to_string(),
-        );
-        flag("window", cfg.window != base.window, cfg.window.to_string());
-        flag(
-            "network",
-            cfg.network != base.network,
-            cfg.network.name().to_string(),
-        );
-        flag(
-            "storage-losses",
-            cfg.storage_losses != base.storage_losses,
-            cfg.storage_losses.to_string(),
-        );
-        if let Some(bug) = cfg.bug {
-            flag("bug", true, bug.name().to_string());
-        }
-        if base.staggered && !cfg.staggered {
-            args.push_str(" --concurrent-clients");
-            candidate.staggered = false;
-        }
-        candidate.storage_losses = cfg.storage_losses;
-        candidate.replicas = cfg.replicas;
-        candidate.clients = cfg.clients;
-        candidate.operations = cfg.operations;
-        candidate.crashes = cfg.crashes;
-        candidate.elections = cfg.elections;
-        candidate.max_attempts = cfg.max_attempts;
-        candidate.window = cfg.window;
-        candidate.network = cfg.network;
-        candidate.bug = cfg.bug;
-        // Every other field (checkpoints, heartbeats, membership changes, ...) must be the
-        // preset's own, since the command line cannot set it.
-        (candidate == *cfg).then_some(args)
-    })
-}
-
 /// Runs the catalogue rows whose bug is in `only` (all if empty), printing one line per row:
 /// the time and unique states to the first counterexample and its length; unless `quick`, the
 /// length of the shortest counterexample and the time it took to establish it, and the control
@@ -752,7 +676,7 @@ pub fn run_all(
             shortest
         };
         if verbose {
-            if let Some(args) = cli_args(&catch.cfg) {
+            if let Some(args) = catch.cfg.command_line() {
                 // `check` evaluates every property, so for a consequence row it stops at the
                 // property that the bug trips first.
                 let which = if row.only {

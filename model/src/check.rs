@@ -2,6 +2,7 @@
 
 use crate::properties::INVARIANTS;
 use crate::{ModelAction, ModelConfig, ModelState, SmrModel};
+use smr::marks::{self, Mark};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -91,6 +92,8 @@ pub struct CheckReport {
     /// Whether every reachable state within the bounds was explored.
     pub exhaustive: bool,
     pub verdicts: Vec<Verdict>,
+    /// The protocol branches the run reached (`smr::marks`).
+    pub marks: Vec<Mark>,
 }
 
 impl CheckReport {
@@ -112,6 +115,14 @@ impl CheckReport {
 
 /// Checks `model`, printing progress to `progress_out` if asked to.
 pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write) -> CheckReport {
+    // The marks are one set per process: a run measures its own.
+    marks::reset();
+    let mut report = search(model, options, progress_out);
+    report.marks = marks::hits();
+    report
+}
+
+fn search(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write) -> CheckReport {
     if let Strategy::Simulation { seed } = options.strategy {
         // Seeded random walks of our own (see `simulate` for why not stateright's).
         let simulation = crate::simulate::simulate(
@@ -123,6 +134,7 @@ pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write
                 threads: options.threads,
                 timeout: options.timeout,
                 stop_at_violation: true,
+                schedule: Default::default(),
             },
         );
         let _ = writeln!(
@@ -211,6 +223,7 @@ pub fn run(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write
         elapsed,
         exhaustive,
         verdicts,
+        marks: Vec::new(),
     }
 }
 
@@ -272,6 +285,22 @@ pub fn print_report(
         };
         writeln!(out, "  {:<9} {:<40} {}", kind, verdict.name, text)?;
     }
+    let missed: Vec<&str> = Mark::ALL
+        .iter()
+        .filter(|mark| !report.marks.contains(mark))
+        .map(|mark| mark.name())
+        .collect();
+    writeln!(
+        out,
+        "Coverage: {} of {} protocol branches reached{}",
+        report.marks.len(),
+        Mark::ALL.len(),
+        if missed.is_empty() {
+            String::new()
+        } else {
+            format!("; not reached: {}", missed.join(", "))
+        }
+    )?;
     for verdict in &report.verdicts {
         if let Outcome::Violated {
             explanation,

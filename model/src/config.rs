@@ -1,6 +1,6 @@
 //! The bounds of a model check, and the named presets.
 
-use smr::SeededBug;
+use smr::{Limits, SeededBug};
 use spec::{Change, KvOp, Operation};
 use stateright::actor::Id;
 use std::fmt;
@@ -68,6 +68,11 @@ pub struct ModelConfig {
     /// operation was answered (real-time order across clients, which linearizability needs to
     /// see a stale read); otherwise all clients start at once.
     pub staggered: bool,
+    /// Whether at most one copy of a message may be in flight on a network that does not
+    /// duplicate (a bound for exhaustive checks: a second copy adds nothing that reordering and
+    /// loss of the first do not cover). Random walks drop it, or a stale copy that is never
+    /// delivered would block every later send of the same message.
+    pub one_copy_in_flight: bool,
     /// Slots between checkpoints (`None`: no checkpoints).
     pub checkpoint_interval: Option<u64>,
     /// Elections only once some replica has truncated its log: a bound that focuses a check
@@ -79,8 +84,29 @@ pub struct ModelConfig {
     /// Membership changes an administrator client submits, one after the other (the
     /// administrator is the last client). Empty: no administrator.
     pub changes: Vec<Change>,
+    /// The replicas' queue, batch and message limits (the window aside, which is `window`):
+    /// the deployed ones, or [`scaled_limits`] so that the checks reach them.
+    pub limits: Limits,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
+}
+
+/// The deployed limits scaled down to the model's few small requests and states, so that the
+/// same limit code is exercised where it binds: a batch of one request (a second one waits
+/// for the next slot), a queue of two, a promise or catch-up page of one entry (every larger
+/// promise comes in pages), a snapshot chunk of 16 bytes (a snapshot of one key and one
+/// session takes at least 3 chunks), checkpoint votes kept for one slot.
+pub fn scaled_limits() -> Limits {
+    Limits {
+        window: Limits::default().window,
+        max_batch_requests: 1,
+        max_batch_bytes: Limits::default().max_batch_bytes,
+        max_queue: 2,
+        max_payload_bytes: 1,
+        max_chunk_bytes: 16,
+        max_snapshot_bytes: Limits::default().max_snapshot_bytes,
+        max_pending_checkpoints: 1,
+    }
 }
 
 impl Default for ModelConfig {
@@ -98,10 +124,12 @@ impl Default for ModelConfig {
             network: NetworkKind::Unordered,
             heartbeats: false,
             staggered: true,
+            one_copy_in_flight: true,
             checkpoint_interval: None,
             elections_after_truncation: false,
             spares: 0,
             changes: Vec::new(),
+            limits: Limits::default(),
             bug: None,
         }
     }
@@ -251,6 +279,27 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "simulation",
+        about: "for `simulate` (random walks, not exhaustive): 5 replicas and a spare, 3 clients with 8 operations each that retry until answered, 4 crashes and 2 storage losses, 40 elections, window 2, heartbeats, checkpoints every 3 slots, scaled-down limits; the leader quits, then the spare joins",
+        config: || ModelConfig {
+            replicas: 5,
+            clients: 3,
+            operations: 8,
+            crashes: 4,
+            storage_losses: 2,
+            elections: 40,
+            max_attempts: 100,
+            one_copy_in_flight: false,
+            window: 2,
+            heartbeats: true,
+            checkpoint_interval: Some(3),
+            spares: 1,
+            changes: vec![Change::Quit(Id::from(0)), Change::Join(Id::from(5))],
+            limits: scaled_limits(),
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
         name: "small",
         about: "no crash and no election: a quick check for tests",
         config: || ModelConfig {
@@ -317,9 +366,9 @@ impl ModelConfig {
         if self.clients > 4 {
             return Err(format!("--clients must be 0 to 4, not {}", self.clients));
         }
-        if self.operations > 4 {
+        if self.operations > 16 {
             return Err(format!(
-                "--operations must be 0 to 4, not {}",
+                "--operations must be 0 to 16, not {}",
                 self.operations
             ));
         }
@@ -332,16 +381,92 @@ impl ModelConfig {
         if self.spares > 2 {
             return Err(format!("--spares must be 0 to 2, not {}", self.spares));
         }
-        if self.storage_losses > 1 {
+        let f = (self.replicas as u32).saturating_sub(1) / 2;
+        if self.storage_losses > f {
             return Err(format!(
-                "--storage-losses must be 0 or 1 (at most f at once, and f is 1 for 3 replicas), not {}",
-                self.storage_losses
+                "--storage-losses must be at most f = {f} for {} replicas (a replica rebuilds from f + 1 others whose storage is intact), not {}",
+                self.replicas, self.storage_losses
             ));
         }
         if self.bug.is_some() && !cfg!(feature = "seeded-bugs") {
             return Err("--bug needs the model built with `--features seeded-bugs`".into());
         }
         Ok(())
+    }
+}
+
+impl ModelConfig {
+    /// The `model check` options that rebuild exactly this configuration: a preset and the
+    /// overrides of it, the shortest such line; `None` if no command line builds it. Every
+    /// counterexample prints it, so that the explorer can be opened on the same model.
+    pub fn command_line(&self) -> Option<String> {
+        PRESETS
+            .iter()
+            .filter_map(|preset| self.overrides_of(preset))
+            .min_by_key(String::len)
+    }
+
+    /// `--preset NAME` and the options that turn that preset into this configuration.
+    fn overrides_of(&self, preset: &Preset) -> Option<String> {
+        let base = (preset.config)();
+        let mut args = format!("--preset {}", preset.name);
+        let mut rebuilt = base.clone();
+        let mut option = |name: &str, differs: bool, value: String| {
+            if differs {
+                args.push(' ');
+                args.push_str(&format!("--{name}"));
+                if !value.is_empty() {
+                    args.push_str(&format!(" {value}"));
+                }
+            }
+        };
+        macro_rules! number {
+            ($name:literal, $field:ident) => {
+                option($name, self.$field != base.$field, self.$field.to_string());
+                rebuilt.$field = self.$field;
+            };
+        }
+        number!("replicas", replicas);
+        number!("clients", clients);
+        number!("operations", operations);
+        number!("crashes", crashes);
+        number!("storage-losses", storage_losses);
+        number!("elections", elections);
+        number!("max-attempts", max_attempts);
+        number!("window", window);
+        option(
+            "network",
+            self.network != base.network,
+            self.network.name().into(),
+        );
+        rebuilt.network = self.network;
+        if let Some(interval) = self.checkpoint_interval {
+            option(
+                "checkpoint-interval",
+                self.checkpoint_interval != base.checkpoint_interval,
+                interval.to_string(),
+            );
+            rebuilt.checkpoint_interval = self.checkpoint_interval;
+        }
+        if self.heartbeats && !base.heartbeats {
+            option("heartbeats", true, String::new());
+            rebuilt.heartbeats = true;
+        }
+        if !self.staggered && base.staggered {
+            option("concurrent-clients", true, String::new());
+            rebuilt.staggered = false;
+        }
+        if self.limits == scaled_limits() && base.limits != scaled_limits() {
+            option("scaled-limits", true, String::new());
+            rebuilt.limits = scaled_limits();
+        }
+        if let Some(bug) = self.bug {
+            option("bug", true, bug.name().into());
+            rebuilt.bug = Some(bug);
+        }
+        // Every other field (membership changes, spares, ...) must be the preset's own, since
+        // no option sets it.
+        (rebuilt == *self).then_some(args)
     }
 }
 
@@ -366,6 +491,9 @@ impl fmt::Display for ModelConfig {
         if !self.staggered && self.clients > 1 {
             write!(f, " concurrent-clients")?;
         }
+        if !self.one_copy_in_flight {
+            write!(f, " copies-in-flight")?;
+        }
         if let Some(interval) = self.checkpoint_interval {
             write!(f, " checkpoint-interval={interval}")?;
         }
@@ -380,6 +508,11 @@ impl fmt::Display for ModelConfig {
                 Change::Join(id) => write!(f, " join={}", usize::from(*id))?,
                 Change::Quit(id) => write!(f, " quit={}", usize::from(*id))?,
             }
+        }
+        if self.limits == scaled_limits() {
+            write!(f, " scaled-limits")?;
+        } else if self.limits != Limits::default() {
+            write!(f, " limits={:?}", self.limits)?;
         }
         if let Some(bug) = self.bug {
             write!(f, " bug={}", bug.name())?;

@@ -81,6 +81,9 @@ pub struct History {
     /// reconfiguration-safety property: a joiner votes only once it holds the state that
     /// includes it, and a replica whose QUIT is in force votes no more).
     pub vote_violation: Option<Arc<str>>,
+    /// The message of the first step that panicked (an actor's assertion failed): the state
+    /// that carries it is the state before that step (see `SmrModel::next_state`).
+    pub panic: Option<Arc<str>>,
     /// Digest of all of the above.
     pub digest: Digest,
 }
@@ -113,6 +116,7 @@ impl History {
             storage_losses: 0,
             forgotten_restarts: 0,
             vote_violation: None,
+            panic: None,
             digest: 0,
         }
         .refreshed()
@@ -126,6 +130,13 @@ impl History {
         env: Envelope<&Msg>,
     ) -> Option<History> {
         Self::on_send(cfg, history, env).map(History::refreshed)
+    }
+
+    /// The history after a step panicked with `message`.
+    pub fn panicked(&self, message: String) -> History {
+        let mut next = self.clone();
+        next.panic = Some(message.into());
+        next.refreshed()
     }
 
     /// The history after a replica's storage was lost, with the restarts it had recorded.
@@ -153,6 +164,7 @@ impl History {
             storage_losses,
             forgotten_restarts,
             vote_violation,
+            panic,
             digest: _,
         } = &self;
         let mut hasher = StableHasher::new();
@@ -171,6 +183,7 @@ impl History {
         storage_losses.hash(&mut hasher);
         forgotten_restarts.hash(&mut hasher);
         vote_violation.hash(&mut hasher);
+        panic.hash(&mut hasher);
         self.digest = hasher.finish();
         self
     }

@@ -12,7 +12,7 @@ pub mod history;
 pub mod properties;
 pub mod simulate;
 
-pub use config::{ModelConfig, NetworkKind, PRESETS};
+pub use config::{scaled_limits, ModelConfig, NetworkKind, PRESETS};
 pub use history::History;
 
 use smr::{Client, Node, Replica, ReplicaConfig, Storage};
@@ -124,29 +124,26 @@ impl SmrModel {
     }
 }
 
-impl Model for SmrModel {
-    type State = ModelState;
-    type Action = ModelAction;
+std::thread_local! {
+    /// Whether this thread is taking a model step, whose panic becomes a state.
+    static IN_STEP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-    fn init_states(&self) -> Vec<ModelState> {
-        Model::init_states(&self.actor_model)
-    }
-
-    fn actions(&self, state: &ModelState, actions: &mut Vec<ModelAction>) {
-        let mut inner = Vec::new();
-        Model::actions(&self.actor_model, state, &mut inner);
-        actions.extend(inner.into_iter().map(ModelAction::Actor));
-        // A replica that is up can crash and lose its storage, while no other is down (as for
-        // ordinary crashes, at most one replica is down at a time).
-        let down = state.crashed.iter().any(|crashed| *crashed);
-        if state.history.storage_losses < self.cfg.storage_losses && !down {
-            for index in 0..self.cfg.replica_actors().min(state.crashed.len()) {
-                actions.push(ModelAction::LoseStorage(Id::from(index)));
-            }
+/// Installs a panic hook that keeps quiet about panics inside model steps (they become states
+/// that the property "no step panics" reports, with their message and path) and reports every
+/// other panic as the default hook does.
+pub fn quiet_step_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_STEP.with(|flag| flag.get()) {
+            default(info);
         }
-    }
+    }));
+}
 
-    fn next_state(&self, last: &ModelState, action: ModelAction) -> Option<ModelState> {
+impl SmrModel {
+    /// One step of the model, which may panic if an actor's assertion fails.
+    fn step(&self, last: &ModelState, action: ModelAction) -> Option<ModelState> {
         match action {
             ModelAction::Actor(action) => {
                 let stepped = match &action {
@@ -169,6 +166,55 @@ impl Model for SmrModel {
                 Model::next_state(&self.actor_model, &answered, action)
             }
             ModelAction::LoseStorage(id) => Some(Self::lose_storage(last, id)),
+        }
+    }
+}
+
+impl Model for SmrModel {
+    type State = ModelState;
+    type Action = ModelAction;
+
+    fn init_states(&self) -> Vec<ModelState> {
+        Model::init_states(&self.actor_model)
+    }
+
+    fn actions(&self, state: &ModelState, actions: &mut Vec<ModelAction>) {
+        if state.history.panic.is_some() {
+            return; // A step panicked: nothing after it is worth exploring.
+        }
+        let mut inner = Vec::new();
+        Model::actions(&self.actor_model, state, &mut inner);
+        actions.extend(inner.into_iter().map(ModelAction::Actor));
+        // A replica that is up can crash and lose its storage, while no other is down (as for
+        // ordinary crashes, at most one replica is down at a time).
+        let down = state.crashed.iter().any(|crashed| *crashed);
+        if state.history.storage_losses < self.cfg.storage_losses && !down {
+            for index in 0..self.cfg.replica_actors().min(state.crashed.len()) {
+                actions.push(ModelAction::LoseStorage(Id::from(index)));
+            }
+        }
+    }
+
+    fn next_state(&self, last: &ModelState, action: ModelAction) -> Option<ModelState> {
+        // A step that panics (an actor's assertion failed) becomes a state of its own: the state
+        // before the step, marked with the panic, which the property "no step panics" reports
+        // with the path to it. The checker's threads and the random walks go on.
+        IN_STEP.with(|flag| flag.set(true));
+        let stepped =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step(last, action)));
+        IN_STEP.with(|flag| flag.set(false));
+        match stepped {
+            Ok(next) => next,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "a step panicked".into());
+                let mut marked = last.clone();
+                marked.history = last.history.panicked(message);
+                Some(marked)
+            }
         }
     }
 
@@ -272,7 +318,10 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
     let replicas = (0..cfg.replica_actors()).map(|_| {
         let mut config = ReplicaConfig::new(replica_ids.clone());
         config.replicas = every_replica.clone();
-        config.limits.window = cfg.window;
+        config.limits = smr::Limits {
+            window: cfg.window,
+            ..cfg.limits.clone()
+        };
         config.election_timeout = model_timeout();
         config.heartbeat_interval = cfg.heartbeats.then(model_timeout);
         config.initial_leader = Some(Id::from(0));
@@ -309,7 +358,9 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         .actors(clients)
         .init_network(network)
         .lossy_network(LossyNetwork::No)
-        .max_crashes(if cfg.crashes > 0 { 1 } else { 0 })
+        // Up to f replicas down at once (one in clusters of 3); the crash bound counts them
+        // over the whole run.
+        .max_crashes((cfg.crashes as usize).min(((cfg.replicas - 1) / 2).max(1)))
         .within_boundary(within_boundary)
         .record_msg_out(History::record_out);
     with_properties(SmrModel::new(actor_model), cfg)
@@ -348,6 +399,7 @@ fn add_invariant(model: SmrModel, name: &'static str) -> SmrModel {
         6 => holds::<6>,
         7 => holds::<7>,
         8 => holds::<8>,
+        9 => holds::<9>,
         _ => unreachable!("add a case for each invariant"),
     };
     model.property(Expectation::Always, name, condition)
@@ -396,7 +448,9 @@ fn within_boundary(cfg: &ModelConfig, state: &ModelState) -> bool {
     if cfg.staggered && !staggered(cfg, state) {
         return false;
     }
-    if let Network::UnorderedNonDuplicating(messages) = &state.network {
+    if let (true, Network::UnorderedNonDuplicating(messages)) =
+        (cfg.one_copy_in_flight, &state.network)
+    {
         if messages.values().any(|copies| *copies > 1) {
             return false;
         }

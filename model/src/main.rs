@@ -71,6 +71,32 @@ enum Command {
         #[arg(long, default_value_t = 300, requires = "trace", value_parser = clap::value_parser!(u64).range(1..=100_000))]
         steps: u64,
     },
+    /// Random walks through the model beyond the exhaustive bounds (by default the
+    /// `simulation` preset: 5 replicas, crashes, storage losses, partitions, JOIN and QUIT),
+    /// checking every property in every state. Prints the seed of each failing walk, the
+    /// command that replays it and its explorer address.
+    Simulate {
+        #[command(flatten)]
+        bounds: Bounds,
+        /// Walks to take (each its own seed: the first seed, the next, ...).
+        #[arg(long, default_value_t = 200)]
+        walks: u64,
+        /// Stop after this many seconds instead (whatever --walks says).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: Option<u64>,
+        /// The seed of the first walk.
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        /// Steps of the longest walk.
+        #[arg(long, default_value_t = 3000)]
+        depth: usize,
+        /// Never partition the replicas.
+        #[arg(long)]
+        no_partitions: bool,
+        /// Worker threads (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
+    },
     /// List the named presets.
     Presets,
     /// Replay the traces of a real run (a directory of *.trace files, as written by
@@ -104,9 +130,10 @@ enum Command {
 /// The model's bounds: a preset, then any option overrides it.
 #[derive(Args, Clone)]
 struct Bounds {
-    /// Named configuration to start from (see `model presets`).
-    #[arg(long, default_value = "default")]
-    preset: String,
+    /// Named configuration to start from (see `model presets`; `check` and `explore` start
+    /// from `default`, `simulate` from `simulation`).
+    #[arg(long)]
+    preset: Option<String>,
     /// Replicas.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=7))]
     replicas: Option<u8>,
@@ -114,18 +141,18 @@ struct Bounds {
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
     clients: Option<u8>,
     /// Operations per client (clients alternate puts and gets of one key).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=16))]
     operations: Option<u8>,
     /// Crashes over the whole run, each followed by a recovery from durable storage.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=16))]
     crashes: Option<u32>,
     /// Crashes that lose the replica's storage too (a wiped or damaged disk), besides
     /// --crashes: it restarts from nothing and rebuilds before it votes.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
     storage_losses: Option<u32>,
     /// Elections after replica 0's initial one, by any replica at any time (0: no leader
     /// change).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=32))]
     elections: Option<u32>,
     /// Sends of one client request, retries and redirects included.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5))]
@@ -144,14 +171,25 @@ struct Bounds {
     /// waits for the previous client's first answer).
     #[arg(long)]
     concurrent_clients: bool,
+    /// Slots between checkpoints (the leader proposes a checkpoint command every N slots).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=16))]
+    checkpoint_interval: Option<u64>,
+    /// Leaders send heartbeats, and followers catch up on what they show missing.
+    #[arg(long)]
+    heartbeats: bool,
+    /// The replicas' limits scaled down so that the model reaches them: batches of one
+    /// request, a queue of two, promise and catch-up pages of one entry, 16-byte snapshot
+    /// chunks, checkpoint votes kept for one slot.
+    #[arg(long)]
+    scaled_limits: bool,
 }
 
 impl Bounds {
-    fn config(&self) -> Result<ModelConfig, String> {
-        let mut cfg = ModelConfig::preset(&self.preset).ok_or_else(|| {
+    fn config(&self, default_preset: &str) -> Result<ModelConfig, String> {
+        let preset = self.preset.as_deref().unwrap_or(default_preset);
+        let mut cfg = ModelConfig::preset(preset).ok_or_else(|| {
             format!(
-                "unknown preset {:?}; the presets are: {}",
-                self.preset,
+                "unknown preset {preset:?}; the presets are: {}",
                 PRESETS
                     .iter()
                     .map(|p| p.name)
@@ -186,6 +224,15 @@ impl Bounds {
         if self.concurrent_clients {
             cfg.staggered = false;
         }
+        if let Some(interval) = self.checkpoint_interval {
+            cfg.checkpoint_interval = Some(interval);
+        }
+        if self.heartbeats {
+            cfg.heartbeats = true;
+        }
+        if self.scaled_limits {
+            cfg.limits = model::scaled_limits();
+        }
         if let Some(name) = &self.network {
             cfg.network = NetworkKind::from_name(name).expect("clap checked the name");
         }
@@ -204,40 +251,46 @@ impl Bounds {
         cfg.validate()?;
         Ok(cfg)
     }
-
-    /// The options that rebuild this exact model, for the explorer hint.
-    fn as_args(&self) -> String {
-        let mut args = format!("--preset {}", self.preset);
-        let mut push = |name: &str, value: Option<String>| {
-            if let Some(value) = value {
-                args.push_str(&format!(" --{name} {value}"));
-            }
-        };
-        push("replicas", self.replicas.map(|v| v.to_string()));
-        push("clients", self.clients.map(|v| v.to_string()));
-        push("operations", self.operations.map(|v| v.to_string()));
-        push("crashes", self.crashes.map(|v| v.to_string()));
-        push("storage-losses", self.storage_losses.map(|v| v.to_string()));
-        push("elections", self.elections.map(|v| v.to_string()));
-        push("max-attempts", self.max_attempts.map(|v| v.to_string()));
-        push("window", self.window.map(|v| v.to_string()));
-        push("network", self.network.clone());
-        push("bug", self.bug.clone());
-        if self.concurrent_clients {
-            args.push_str(" --concurrent-clients");
-        }
-        args
-    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    model::quiet_step_panics();
     match cli.command {
         Command::Bugs {
             names,
             quick,
             verbose,
         } => catalogue::main(&names, quick, verbose),
+        Command::Simulate {
+            bounds,
+            walks,
+            seconds,
+            first_seed,
+            depth,
+            no_partitions,
+            threads,
+        } => {
+            let cfg = match bounds.config("simulation") {
+                Ok(cfg) => cfg,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = model::simulate::SimulateOptions {
+                first_seed,
+                walks: seconds.is_none().then_some(walks),
+                max_depth: depth,
+                threads: threads.map_or(CheckOptions::default().threads, usize::from),
+                timeout: seconds.map(Duration::from_secs),
+                stop_at_violation: false,
+                schedule: model::simulate::Schedule {
+                    partitions: !no_partitions,
+                },
+            };
+            simulate(&cfg, &options)
+        }
         Command::Presets => {
             for preset in PRESETS {
                 println!("{:<14} {}", preset.name, preset.about);
@@ -253,7 +306,7 @@ fn main() -> ExitCode {
             seed,
             progress,
         } => {
-            let cfg = match bounds.config() {
+            let cfg = match bounds.config("default") {
                 Ok(cfg) => cfg,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -279,6 +332,9 @@ fn main() -> ExitCode {
                 options.threads
             );
             println!("Bounds: {cfg}");
+            // The replicas' own assertions after every step: a failed one is a counterexample
+            // of "no step panics".
+            smr::replica::invariants::check_always();
             let report = check::run(model::build(&cfg), &options, &mut std::io::stdout());
             let features = if cfg.bug.is_some() {
                 " --features seeded-bugs"
@@ -287,7 +343,8 @@ fn main() -> ExitCode {
             };
             let hint = format!(
                 "cargo run --release -p model{features} -- explore localhost:3000 {}",
-                bounds.as_args()
+                cfg.command_line()
+                    .unwrap_or_else(|| format!("(the bounds: {cfg})"))
             );
             let _ = check::print_report(&cfg, &report, &hint, &mut std::io::stdout());
             if report.passed() {
@@ -330,7 +387,7 @@ fn main() -> ExitCode {
         Command::Explore {
             address, bounds, ..
         } => {
-            let cfg = match bounds.config() {
+            let cfg = match bounds.config("default") {
                 Ok(cfg) => cfg,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -413,4 +470,63 @@ fn explore_trace(
     use stateright::Model;
     let _ = prepared.run.checker().threads(1).serve(address);
     ExitCode::SUCCESS
+}
+
+/// `model simulate`: the walks, the verdicts, and how to replay each failure.
+fn simulate(cfg: &ModelConfig, options: &model::simulate::SimulateOptions) -> ExitCode {
+    println!(
+        "Simulating Multi-Paxos SMR: {} from seed {} on {} threads, at most {} steps each{}",
+        match (options.walks, options.timeout) {
+            (Some(walks), _) => format!("{walks} walks"),
+            (None, Some(timeout)) => format!("walks for {}s", timeout.as_secs()),
+            (None, None) => "walks".to_string(),
+        },
+        options.first_seed,
+        options.threads,
+        options.max_depth,
+        if options.schedule.partitions {
+            ", with partitions"
+        } else {
+            ""
+        }
+    );
+    println!("Bounds: {cfg}");
+    // Walks are few enough to afford the replicas' own assertions after every step.
+    smr::replica::invariants::check_always();
+    let model = model::build(cfg);
+    smr::marks::reset();
+    let simulation = model::simulate::simulate(&model, options);
+    let mut report = model::simulate::report(&model, &simulation);
+    report.marks = smr::marks::hits();
+    println!(
+        "Walked {} walks ({} steps, {} distinct states, longest {} steps) in {:.1}s: {:.0} steps/s",
+        simulation.walks,
+        simulation.steps,
+        simulation.unique,
+        simulation.max_depth,
+        simulation.elapsed.as_secs_f64(),
+        simulation.steps as f64 / simulation.elapsed.as_secs_f64().max(1e-9)
+    );
+    let features = if cfg.bug.is_some() {
+        " --features seeded-bugs"
+    } else {
+        ""
+    };
+    let bounds = cfg
+        .command_line()
+        .unwrap_or_else(|| format!("(the bounds: {cfg})"));
+    let hint = format!("cargo run --release -p model{features} -- explore localhost:3000 {bounds}");
+    let _ = check::print_report(cfg, &report, &hint, &mut std::io::stdout());
+    for (property, walk) in &simulation.violations {
+        println!(
+            "Replay the walk that broke {property}: cargo run --release -p model{features} -- simulate {bounds} --first-seed {} --walks 1{}",
+            walk.seed,
+            if options.schedule.partitions { "" } else { " --no-partitions" }
+        );
+    }
+    if simulation.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -19,6 +19,10 @@ pub struct Invariant {
 /// Every safety property, in report order.
 pub const INVARIANTS: &[Invariant] = &[
     Invariant {
+        name: "no step panics",
+        check: no_step_panics,
+    },
+    Invariant {
         name: "agreement",
         check: agreement,
     },
@@ -55,6 +59,16 @@ pub const INVARIANTS: &[Invariant] = &[
         check: reconfiguration_safety,
     },
 ];
+
+/// No step of an actor panicked: a replica's own assertions (`impl/src/replica/invariants.rs`)
+/// held after every step, and no handler hit a bug. A step that panics leads to the state
+/// before it, marked with the panic, so the path to it is a counterexample like any other.
+pub fn no_step_panics(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
+    match &state.history.panic {
+        Some(message) => Err(format!("the next step panics: {message}")),
+        None => Ok(()),
+    }
+}
 
 /// Reconfiguration safety (DESIGN.md): configurations form one chain (every replica's
 /// configuration is the reference's after the slots it executed); every chosen slot was chosen
@@ -160,22 +174,50 @@ pub fn vote_by_member(
 }
 
 /// Checkpoint safety at a truncation point: the slots below `log_start` may go only once a
-/// quorum of the configuration in force there holds a checkpoint that covers them
-/// (`holders` of them do).
+/// quorum of a configuration holds a checkpoint that covers them, counting only its members
+/// (`holds(id)` says whether replica `id` does). The configuration is the one in force at
+/// `log_start` or a later one: the leader counts the votes in the configuration in force where
+/// it has executed, which a JOIN decided since `log_start` may have enlarged (a joiner in force
+/// holds the state it joined with); a spare that is not a member yet counts in none of them.
 pub fn truncation_covered(
     reference: &ReferenceExecution,
     index: usize,
     log_start: Slot,
-    holders: usize,
+    holds: impl Fn(Id) -> bool,
 ) -> Result<(), Violation> {
-    let quorum = reference
-        .configuration_after(log_start)
-        .map_or(usize::MAX, |c| c.quorum());
-    if log_start == 0 || holders >= quorum {
+    if log_start == 0 {
         return Ok(());
     }
+    let in_force_since = reference.configuration_after(log_start).into_iter().chain(
+        reference
+            .configurations()
+            .iter()
+            .filter(|(from, _)| *from > log_start)
+            .map(|(_, configuration)| configuration),
+    );
+    let mut judged = Vec::new();
+    for configuration in in_force_since {
+        let holders = configuration
+            .members
+            .iter()
+            .filter(|id| holds(**id))
+            .count();
+        if holders >= configuration.quorum() {
+            return Ok(());
+        }
+        judged.push(format!(
+            "{holders} of members {:?} (quorum {})",
+            configuration
+                .members
+                .iter()
+                .map(|id| usize::from(*id))
+                .collect::<Vec<_>>(),
+            configuration.quorum()
+        ));
+    }
     Err(format!(
-        "replica {index} discarded the slots below {log_start} but only {holders} replicas hold a checkpoint that covers them (quorum {quorum})"
+        "replica {index} discarded the slots below {log_start} but no configuration in force since has a quorum holding a checkpoint that covers them: {}",
+        judged.join("; ")
     ))
 }
 
@@ -237,18 +279,14 @@ pub fn checkpoint_safety(model: &SmrModel, state: &ModelState) -> Result<(), Vio
         if storage.log_start == 0 {
             continue;
         }
-        // Holders among the members of the configuration in force there only.
-        let members = reference
-            .configuration_after(storage.log_start)
-            .map(|c| c.members.clone())
-            .unwrap_or_default();
-        let holders = members
-            .iter()
-            .filter_map(|id| state.actor_storages.get(usize::from(*id)))
-            .flatten()
-            .filter(|s| covers_truncation(s, storage.log_start))
-            .count();
-        truncation_covered(reference, index, storage.log_start, holders)?;
+        let holds = |id: Id| {
+            state
+                .actor_storages
+                .get(usize::from(id))
+                .and_then(Option::as_ref)
+                .is_some_and(|s| covers_truncation(s, storage.log_start))
+        };
+        truncation_covered(reference, index, storage.log_start, holds)?;
     }
     Ok(())
 }

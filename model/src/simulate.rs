@@ -1,7 +1,13 @@
 //! Random walks through the model, beyond what an exhaustive search can reach: each walk
 //! starts in the initial state and takes, at every state, an action chosen by a seeded random
 //! generator among those the model enables, checking every property in every state it reaches.
-//! A walk is a function of its seed, so a failure is reproduced by its seed alone.
+//! A walk is a function of its seed (and of whether it partitions), so a failure is reproduced
+//! by its seed alone.
+//!
+//! Partitions are a way of scheduling, not a change to the model: while one lasts, the walk
+//! does not deliver messages between replicas on different sides of it (the messages wait in
+//! the network, as they would in a switch that drops and a client that retries), so every walk
+//! is still a path of the model and opens in the explorer as one.
 //!
 //! Stateright has a simulation checker, but it cannot be used here: when the action it picks
 //! changes nothing (`Model::next_state` returns `None`), it removes that action from its list
@@ -17,12 +23,54 @@ use crate::properties::INVARIANTS;
 use crate::{ModelAction, ModelState, SmrModel};
 use smr::runtime::SplitMix64;
 use spec::digest::StableHasher;
+use stateright::actor::ActorModelAction;
 use stateright::{Expectation, Model, Path};
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How a walk schedules the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Whether the replicas are partitioned from time to time.
+    pub partitions: bool,
+}
+
+/// A partition of the replicas: the replica ids on one side (bits), for so many more steps.
+struct Partition {
+    side: u64,
+    steps_left: usize,
+}
+
+/// A step starts a partition with probability 1 in this, when none is under way.
+const PARTITION_ODDS: u64 = 40;
+/// A partition lasts up to this many steps.
+const PARTITION_STEPS: u64 = 120;
+
+impl Partition {
+    /// Maybe starts a partition of `replicas` replicas.
+    fn start(random: &mut SplitMix64, replicas: usize) -> Option<Partition> {
+        if replicas < 2 || random.next_u64() % PARTITION_ODDS != 0 {
+            return None;
+        }
+        // A nonempty proper subset of the replicas.
+        let all = (1u64 << replicas) - 1;
+        let side = 1 + random.next_u64() % (all - 1);
+        let steps_left = 1 + (random.next_u64() % PARTITION_STEPS) as usize;
+        Some(Partition { side, steps_left })
+    }
+
+    /// Whether `action` delivers a message across the partition (clients are on every side).
+    fn cuts(&self, action: &ModelAction, replicas: usize) -> bool {
+        let ModelAction::Actor(ActorModelAction::Deliver { src, dst, .. }) = action else {
+            return false;
+        };
+        let (src, dst) = (usize::from(*src), usize::from(*dst));
+        src < replicas && dst < replicas && (self.side >> src & 1) != (self.side >> dst & 1)
+    }
+}
 
 /// One walk's result.
 #[derive(Clone, Debug)]
@@ -39,20 +87,45 @@ pub struct Walk {
 /// Takes one walk of at most `max_depth` steps. A pick that changes nothing, leaves the
 /// model's boundary or returns to a state of the walk is dropped and another action picked;
 /// the walk ends where no action is left, or at the first violation.
-pub fn walk(model: &SmrModel, seed: u64, max_depth: usize, mut seen: impl FnMut(u64)) -> Walk {
-    let mut random = SplitMix64::new(seed);
-    let properties = model.properties();
-    let mut state = model
-        .init_states()
-        .into_iter()
-        .next()
-        .expect("the model has an initial state");
+pub fn walk(model: &SmrModel, seed: u64, max_depth: usize, seen: impl FnMut(u64)) -> Walk {
+    walk_with(model, seed, max_depth, Schedule::default(), seen)
+}
+
+/// [`walk`], scheduled by `schedule`.
+pub fn walk_with(
+    model: &SmrModel,
+    seed: u64,
+    max_depth: usize,
+    schedule: Schedule,
+    seen: impl FnMut(u64),
+) -> Walk {
     let mut result = Walk {
         seed,
         actions: Vec::new(),
         violation: None,
         examples: Vec::new(),
     };
+    take_walk(model, max_depth, schedule, seen, &mut result);
+    result
+}
+
+/// The walk itself, recording into `result` as it goes.
+fn take_walk(
+    model: &SmrModel,
+    max_depth: usize,
+    schedule: Schedule,
+    mut seen: impl FnMut(u64),
+    result: &mut Walk,
+) {
+    let mut random = SplitMix64::new(result.seed);
+    let replicas = model.cfg.replica_actors();
+    let mut partition: Option<Partition> = None;
+    let properties = model.properties();
+    let mut state = model
+        .init_states()
+        .into_iter()
+        .next()
+        .expect("the model has an initial state");
     let mut visited = HashSet::from([fingerprint(&state)]);
     seen(fingerprint(&state));
     loop {
@@ -61,7 +134,7 @@ pub fn walk(model: &SmrModel, seed: u64, max_depth: usize, mut seen: impl FnMut(
             match property.expectation {
                 Expectation::Always if !holds => {
                     result.violation = Some(property.name);
-                    return result;
+                    return;
                 }
                 Expectation::Sometimes
                     if holds && !result.examples.iter().any(|(n, _)| *n == property.name) =>
@@ -72,14 +145,43 @@ pub fn walk(model: &SmrModel, seed: u64, max_depth: usize, mut seen: impl FnMut(
             }
         }
         if result.actions.len() >= max_depth {
-            return result;
+            return;
         }
         let mut actions = Vec::new();
         model.actions(&state, &mut actions);
-        loop {
-            if actions.is_empty() {
-                return result;
+        let mut cut = Vec::new();
+        if schedule.partitions {
+            partition = match partition.take() {
+                Some(p) if p.steps_left > 0 => Some(Partition {
+                    steps_left: p.steps_left - 1,
+                    ..p
+                }),
+                Some(_) => None,
+                None => Partition::start(&mut random, replicas),
+            };
+            if let Some(p) = &partition {
+                (cut, actions) = actions
+                    .into_iter()
+                    .partition(|action| p.cuts(action, replicas));
             }
+        }
+        let mut kinds = Kinds::of(actions);
+        // The kind of step is chosen once per step: a step tries actions of that kind until one
+        // leads somewhere new, and only when none does, another kind.
+        let mut kind = kinds.pick(&mut random);
+        loop {
+            if kinds.is_empty() {
+                if cut.is_empty() {
+                    return;
+                }
+                // Nothing can happen on either side: the partition heals.
+                partition = None;
+                kinds = Kinds::of(std::mem::take(&mut cut));
+            }
+            if kinds.get(kind).is_empty() {
+                kind = kinds.pick(&mut random);
+            }
+            let actions = kinds.get(kind);
             let index = (random.next_u64() % actions.len() as u64) as usize;
             let action = actions.swap_remove(index);
             let Some(next) = model.next_state(&state, action.clone()) else {
@@ -93,6 +195,62 @@ pub fn walk(model: &SmrModel, seed: u64, max_depth: usize, mut seen: impl FnMut(
             state = next;
             break;
         }
+    }
+}
+
+/// The enabled actions by kind, for a schedule in which messages travel faster than timers
+/// fire: a walk delivers a message 90 times in 100, fires an election timer once (elections
+/// are what timeouts lead to when messages are slow), and otherwise fires another timer or
+/// crashes, restarts or wipes a replica. (Picking among all actions alike, candidates time out
+/// as often as messages arrive, and duel until the elections run out.)
+struct Kinds {
+    /// Deliveries, election timeouts, and everything else.
+    lists: [Vec<ModelAction>; 3],
+}
+
+/// The weights of the kinds, in the order of `Kinds::lists`.
+const WEIGHTS: [u64; 3] = [90, 1, 9];
+
+impl Kinds {
+    fn of(actions: Vec<ModelAction>) -> Kinds {
+        let mut lists: [Vec<ModelAction>; 3] = Default::default();
+        for action in actions {
+            let kind = match &action {
+                ModelAction::Actor(ActorModelAction::Deliver { .. }) => 0,
+                ModelAction::Actor(ActorModelAction::Timeout(_, smr::Timer::Election)) => 1,
+                _ => 2,
+            };
+            lists[kind].push(action);
+        }
+        Kinds { lists }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lists.iter().all(Vec::is_empty)
+    }
+
+    fn get(&mut self, kind: usize) -> &mut Vec<ModelAction> {
+        &mut self.lists[kind]
+    }
+
+    /// A nonempty kind (if any), chosen by [`WEIGHTS`] among the nonempty ones.
+    fn pick(&self, random: &mut SplitMix64) -> usize {
+        let weight = |kind: usize| {
+            if self.lists[kind].is_empty() {
+                0
+            } else {
+                WEIGHTS[kind]
+            }
+        };
+        let total: u64 = (0..3).map(weight).sum();
+        let mut roll = random.next_u64() % total.max(1);
+        for kind in 0..3 {
+            if roll < weight(kind) {
+                return kind;
+            }
+            roll -= weight(kind);
+        }
+        0
     }
 }
 
@@ -120,6 +278,7 @@ pub struct SimulateOptions {
     pub timeout: Option<Duration>,
     /// Stop at the first violation.
     pub stop_at_violation: bool,
+    pub schedule: Schedule,
 }
 
 /// What a simulation found.
@@ -168,7 +327,9 @@ pub fn simulate(model: &SmrModel, options: &SimulateOptions) -> Simulation {
                     }
                     let seed = options.first_seed.wrapping_add(k);
                     fingerprints.clear();
-                    let result = walk(model, seed, options.max_depth, |f| fingerprints.push(f));
+                    let result = walk_with(model, seed, options.max_depth, options.schedule, |f| {
+                        fingerprints.push(f)
+                    });
                     unique.lock().unwrap().extend(fingerprints.iter().copied());
                     let mut found = found.lock().unwrap();
                     found.walks += 1;
@@ -245,5 +406,6 @@ pub fn report(model: &SmrModel, simulation: &Simulation) -> CheckReport {
         elapsed: simulation.elapsed,
         exhaustive: false,
         verdicts,
+        marks: Vec::new(),
     }
 }

@@ -21,6 +21,7 @@ use super::storage::Checkpoint;
 use super::Replica;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use spec::{Digest, Slot};
 use stateright::actor::Id;
@@ -42,6 +43,7 @@ impl Replica {
         };
         let checkpoint = Checkpoint::of(label, &state.service);
         let (at, digest) = (checkpoint.slot, checkpoint.digest);
+        marks::hit(Mark::CheckpointTaken);
         state.durable.checkpoint = Some(checkpoint);
         fx.persist();
         if state.is_leader() {
@@ -54,6 +56,7 @@ impl Replica {
         } else if let Some(leader) = state.leader.filter(|leader| *leader != id) {
             // A replica rebuilding its storage holds this checkpoint but casts no vote.
             if !state.durable.rebuilding {
+                marks::hit(Mark::CheckpointVoteSent);
                 fx.send(leader, Msg::CheckpointVote { slot: at, digest });
             }
         }
@@ -93,6 +96,7 @@ impl Replica {
                 .next()
                 .is_some_and(|first| slot < *first)
         {
+            marks::hit(Mark::CheckpointVotesFull);
             return; // Older than every slot kept, and no room.
         }
         let state = state.to_mut();
@@ -102,6 +106,7 @@ impl Replica {
             .or_default()
             .insert(src, digest);
         while state.checkpoint_votes.len() > self.config.limits.max_pending_checkpoints {
+            marks::hit(Mark::CheckpointVotesFull);
             state.checkpoint_votes.pop_first();
         }
         self.count_checkpoint_votes(id, state, slot, fx);
@@ -137,7 +142,10 @@ impl Replica {
                     .map(|(voter, _)| voter),
             )
         };
-        let stable = if self.config.has_bug(SeededBug::CheckpointVotesFromNonMembers) {
+        let stable = if self
+            .config
+            .has_bug(SeededBug::CheckpointVotesFromNonMembers)
+        {
             // The bug: every agreeing vote counts, whoever cast it.
             agreeing(own).count() > electorate.count() / 2
         } else {
@@ -145,6 +153,7 @@ impl Replica {
         };
         if stable {
             if slot > state.durable.log_start {
+                marks::hit(Mark::LeaderTruncates);
                 self.truncate(state, slot, fx);
             }
             return;
@@ -185,7 +194,10 @@ impl Replica {
             (at, own) if at == slot && own != digest => {
                 self.report_divergence(state.to_mut(), leader, slot, fx)
             }
-            (at, _) if at >= slot => self.truncate(state.to_mut(), slot, fx),
+            (at, _) if at >= slot => {
+                marks::hit(Mark::FollowerTruncates);
+                self.truncate(state.to_mut(), slot, fx)
+            }
             _ => {}
         }
     }

@@ -16,6 +16,7 @@ use super::Replica;
 use crate::ballot::Ballot;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::{AcceptedEntry, Msg, SizeBound};
 use crate::node::Timer;
 use spec::Slot;
@@ -62,6 +63,9 @@ impl Replica {
     /// rebuilt asks for everything every acceptor holds and does not count itself.
     pub(super) fn start_election(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         let rebuild = state.durable.rebuilding;
+        if !rebuild {
+            marks::hit(Mark::ElectionStarted);
+        }
         let ballot = state.ballot().next_for(id);
         state.durable.promised = ballot;
         state.leader = None;
@@ -146,11 +150,13 @@ impl Replica {
         if recorded && !rebuild {
             // The sender's earlier life prepared the very ballot it now rebuilds with (its
             // Prepare was still in flight): an answer would pass for part of the rebuild.
+            marks::hit(Mark::PrepareFromEarlierLifeIgnored);
             return;
         }
         let refused = ballot < state.ballot()
             || (rebuild && (ballot.leader != src || (ballot == state.ballot() && !recorded)));
         if refused {
+            marks::hit(Mark::PrepareRefused);
             fx.send(
                 src,
                 Msg::Nack {
@@ -174,6 +180,7 @@ impl Replica {
         if rebuild && !recorded {
             // The sender's earlier life is void from now on: saved before the promise leaves,
             // so that every later promise of this acceptor says so (RECOVERY.md, RC2).
+            marks::hit(Mark::RebuildLifeRecorded);
             let state = state.to_mut();
             state.durable.rebuilt.insert(src, ballot);
             fx.persist();
@@ -196,6 +203,7 @@ impl Replica {
         {
             bytes += entry.command.size_bound() + 24;
             if bytes > self.config.limits.max_payload_bytes && !accepted.is_empty() {
+                marks::hit(Mark::PromisePaged);
                 complete = false;
                 break;
             }
@@ -247,6 +255,7 @@ impl Replica {
             None => true,
         };
         if promise.ballot != state.ballot() || promises.by.contains(src) || !in_turn {
+            marks::hit(Mark::PromiseIgnored);
             return; // Stale, counted already, or a page out of turn.
         }
         let state = state.to_mut();
@@ -255,17 +264,20 @@ impl Replica {
         }
         let life = promise.rebuilt.get(&src).copied().unwrap_or_default();
         if life < state.durable.life(src) {
+            marks::hit(Mark::PromiseFromVoidLifeIgnored);
             return; // From a life of the sender that has since been rebuilt: void.
         }
         if self.counts_a_void_life(state) {
             // A promise already counted came from a life since rebuilt: this ballot's quorum
             // may rest on an acceptor that no longer remembers it (RECOVERY.md, RC2).
+            marks::hit(Mark::VoidLifeStepsDown);
             self.step_down(state, fx);
             return;
         }
         if rebuild && promise.rebuilt.get(&id) != Some(&promise.ballot) {
             // A promise of this ballot that does not record this rebuild (it answered a Prepare
             // of this replica's earlier life) cannot void that life's promises.
+            marks::hit(Mark::RebuildPromiseWithoutRecordIgnored);
             return;
         }
         if !self.promise_covers(state, rebuild, &promise) {
@@ -273,6 +285,7 @@ impl Replica {
             // a rebuilding replica does not hold yet: it cannot tell what was decided there,
             // so the promise does not count. A candidate catches up from that acceptor instead
             // of leading; a rebuilding one goes on counting the others meanwhile.
+            marks::hit(Mark::PromiseNotCovering);
             if !rebuild {
                 if let Role::Candidate(_) = state.role {
                     state.role = Role::Follower;
@@ -310,6 +323,7 @@ impl Replica {
         if !promise.complete {
             // An incomplete page holds at least one entry (see `on_prepare`).
             let next = promise.accepted.last().map_or(0, |e| e.slot + 1);
+            marks::hit(Mark::PromisePageRequested);
             promises.paging.insert(src, next);
             fx.send(
                 src,
@@ -334,7 +348,10 @@ impl Replica {
             Role::Candidate(_) if self.promises_cover_window(state, promised_by) => {
                 self.become_leader(id, state, fx)
             }
-            Role::Leader(_) => self.try_propose(id, state, fx),
+            Role::Leader(_) => {
+                marks::hit(Mark::LeaderCountsNewMember);
+                self.try_propose(id, state, fx)
+            }
             _ => {}
         }
     }
@@ -377,6 +394,16 @@ impl Replica {
         if candidacy.rebuild {
             self.complete_rebuild(id, state, &mut candidacy, fx);
         }
+        if !self.can_lead(id, state) {
+            // While it campaigned, the candidate executed a QUIT of its own (a rebuilding
+            // replica catches up to a state without it): it is not a member of the slots it
+            // would propose. Leading, it would propose nothing and yet hold every follower off
+            // with its heartbeats, so the cluster would stall (found by `model simulate`).
+            marks::hit(Mark::NonMemberDoesNotLead);
+            state.role = Role::Follower;
+            return;
+        }
+        marks::hit(Mark::LeaderElected);
         state.leader = Some(id);
         fx.cancel_timer(Timer::Election);
         self.set_heartbeat_timer(fx);
@@ -397,9 +424,11 @@ impl Replica {
 
     pub(super) fn on_nack(&self, state: &mut Cow<ReplicaState>, ballot: Ballot, fx: &mut Effects) {
         if ballot > state.ballot() {
+            marks::hit(Mark::NackRaisesPromise);
             self.raise_promise(state.to_mut(), ballot, fx);
         } else if ballot == state.ballot() && matches!(&state.role, Role::Candidate(c) if c.rebuild)
         {
+            marks::hit(Mark::RebuildRefusedStartsOver);
             // A rebuild ballot is promised only strictly above an acceptor's promise: this one
             // was refused by an acceptor that promised it already. Start over above it.
             self.step_down(state.to_mut(), fx);

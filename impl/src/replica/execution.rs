@@ -10,6 +10,7 @@ use super::state::ReplicaState;
 use super::Replica;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use spec::{Command, Output, Request, Session, Slot};
 use stateright::actor::Id;
@@ -31,6 +32,7 @@ impl Replica {
                     if state.service.configuration.pending != pending {
                         // A membership change: checkpoint the state that holds it, so that a
                         // joiner can get it by state transfer.
+                        marks::hit(Mark::MembershipChangeExecuted);
                         self.take_checkpoint(id, state, slot, fx);
                         self.send_to_joiners(id, state, fx);
                     }
@@ -40,6 +42,7 @@ impl Replica {
             if state.is_leader() && !self.can_lead(id, state) {
                 // Its QUIT is in force from here on: a member of the new configuration
                 // takes over after an election timeout.
+                marks::hit(Mark::QuitLeaderStepsDown);
                 self.step_down(state, fx);
             }
         }
@@ -102,6 +105,7 @@ impl Replica {
                 },
             );
         } else if let Some(session) = session.filter(|s| s.number == request.number) {
+            marks::hit(Mark::DuplicateNotApplied);
             if answer {
                 fx.send(
                     request.client,

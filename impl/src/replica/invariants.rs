@@ -1,13 +1,26 @@
-//! Local invariants of a replica, checked after every step in debug and test builds. A
-//! violation is a bug in this code, so it panics with the broken invariant named.
+//! Local invariants of a replica, checked after every step in debug builds, in builds with
+//! the `invariants` feature (the workspace's tests), and wherever [`check_always`] turned them
+//! on (`model simulate` does). A violation is a bug in this code, so it panics with the broken
+//! invariant named.
 
 use super::state::{ReplicaState, Role};
 use super::Replica;
 use stateright::actor::Id;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ALWAYS: AtomicBool = AtomicBool::new(false);
+
+/// Checks the invariants after every step from now on, whatever the build.
+pub fn check_always() {
+    ALWAYS.store(true, Ordering::Relaxed);
+}
 
 impl Replica {
     pub(super) fn check_invariants(&self, id: Id, state: &ReplicaState) {
-        if !(cfg!(debug_assertions) || cfg!(feature = "invariants")) || self.seeded_bug_active() {
+        let enabled = cfg!(debug_assertions)
+            || cfg!(feature = "invariants")
+            || ALWAYS.load(Ordering::Relaxed);
+        if !enabled || self.seeded_bug_active() {
             return;
         }
         assert_eq!(

@@ -20,6 +20,7 @@ use super::state::{ReplicaState, Role};
 use super::Replica;
 use crate::ballot::Ballot;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::{Msg, SizeBound};
 use crate::node::Timer;
 use spec::{Command, Slot};
@@ -51,6 +52,7 @@ impl Replica {
                 let Some(command) = learnable(state, state.executed) else {
                     break;
                 };
+                marks::hit(Mark::LearnedFromCommit);
                 state.log.insert(state.executed, command);
                 self.execute(id, state, fx);
             }
@@ -84,10 +86,14 @@ impl Replica {
         if let Some(leadership) = state.leadership() {
             let stable = self.stable_checkpoint(state);
             for (slot, proposal) in &leadership.proposals {
-                let missing = proposal
+                let missing: Vec<Id> = proposal
                     .electorate
                     .iter()
-                    .filter(|member| !proposal.votes.contains(*member));
+                    .filter(|member| !proposal.votes.contains(*member))
+                    .collect();
+                if !missing.is_empty() {
+                    marks::hit(Mark::AcceptResent);
+                }
                 fx.broadcast(
                     missing,
                     &Msg::Accept {
@@ -106,8 +112,10 @@ impl Replica {
                     continue;
                 }
                 if !configuration.contains(member) {
+                    marks::hit(Mark::JoinerStateResent);
                     self.send_snapshot_chunk(state, member, 0, fx);
                 }
+                marks::hit(Mark::PromiseAskedAgain);
                 fx.send(
                     member,
                     Msg::Prepare {
@@ -138,6 +146,7 @@ impl Replica {
     ) {
         if ballot < state.ballot() {
             // A deposed leader that missed the election: tell it.
+            marks::hit(Mark::DeposedLeaderNacked);
             fx.send(
                 src,
                 Msg::Nack {
@@ -155,6 +164,7 @@ impl Replica {
         }
         self.reset_election_timer(fx);
         if self.learn_committed(id, state, ballot, commit, fx) {
+            marks::hit(Mark::HeartbeatShowsGap);
             fx.send(
                 src,
                 Msg::CatchUp {
@@ -178,6 +188,7 @@ impl Replica {
             let waiting =
                 !leadership.promises.by.contains(src) && self.audience(id, state).contains(&src);
             if waiting {
+                marks::hit(Mark::CatchUpAsksPromise);
                 fx.send(
                     src,
                     Msg::Prepare {
@@ -193,6 +204,7 @@ impl Replica {
             // Those slots are truncated here: send the checkpoint, then the log after it.
             match state.durable.checkpoint.as_ref() {
                 Some(checkpoint) if checkpoint.slot > from => {
+                    marks::hit(Mark::CatchUpSendsSnapshot);
                     from = checkpoint.slot;
                     self.send_snapshot_chunk(state, src, 0, fx);
                 }
@@ -205,6 +217,7 @@ impl Replica {
         while let Some(command) = state.log.get(&slot) {
             bytes += command.size_bound();
             if !commands.is_empty() && bytes > self.config.limits.max_payload_bytes {
+                marks::hit(Mark::CatchUpPaged);
                 break;
             }
             commands.push(command.clone());
@@ -229,6 +242,7 @@ impl Replica {
         if !(from..from + commands.len() as Slot).any(|slot| new(state, slot)) {
             return;
         }
+        marks::hit(Mark::CatchUpApplied);
         let state = state.to_mut();
         for (slot, command) in (from..).zip(commands) {
             if !new(state, slot) {
@@ -239,6 +253,7 @@ impl Replica {
                     if proposal.command != command {
                         // Something else was decided where this leader proposed: a higher
                         // ballot exists. Step down rather than vouch for the proposal.
+                        marks::hit(Mark::CatchUpConflictStepsDown);
                         self.step_down(state, fx);
                     }
                 }

@@ -19,7 +19,7 @@ mod checkpoint;
 pub mod config;
 mod election;
 mod execution;
-mod invariants;
+pub mod invariants;
 mod learning;
 mod rebuild;
 mod replication;
@@ -34,6 +34,7 @@ pub use storage::{Accepted, Checkpoint, Durable, Storage, StorageChange};
 use crate::ballot::Ballot;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use crate::node::{Node, Timer};
 use spec::{Configuration, ServiceState, Slot};
@@ -171,6 +172,7 @@ impl Replica {
             } else {
                 &audience[..audience.len().min(1)]
             };
+            marks::hit(Mark::RestartAsksCatchUp);
             fx.broadcast(asked.iter().copied(), &Msg::CatchUp { from: executed });
         }
         match self.config.initial_leader {
@@ -236,7 +238,10 @@ impl Replica {
             Msg::Request(_) | Msg::Prepare { .. } | Msg::Accept { .. } | Msg::Heartbeat { .. }
                 if !self.participates(id, state) =>
             {
-                return
+                if matches!(msg, Msg::Prepare { .. } | Msg::Accept { .. }) {
+                    marks::hit(Mark::NonParticipantIgnores);
+                }
+                return;
             }
             // Only replicas take part in the protocol; anything else claiming to is ignored.
             Msg::Request(_) | Msg::Reply { .. } => {}

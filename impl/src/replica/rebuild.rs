@@ -15,6 +15,7 @@ use super::state::{Candidacy, ReplicaState, Role};
 use super::Replica;
 use crate::ballot::Ballot;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use spec::Slot;
 use stateright::actor::Id;
@@ -48,6 +49,7 @@ impl Replica {
         let alpha = state.service.configuration.alpha;
         if commit > state.executed + alpha {
             if state.transfer.is_none() {
+                marks::hit(Mark::RebuildCatchesUp);
                 fx.send(
                     src,
                     Msg::CatchUp {
@@ -58,6 +60,7 @@ impl Replica {
             return;
         }
         if self.can_lead(id, state) {
+            marks::hit(Mark::RebuildStartedByHeartbeat);
             self.start_election(id, state.to_mut(), fx);
         }
     }
@@ -74,6 +77,7 @@ impl Replica {
         let durable = &mut state.durable;
         debug_assert!(durable.rebuilding && durable.accepted.is_empty());
         debug_assert!(candidacy.log_start <= durable.checkpoint_slot());
+        marks::hit(Mark::RebuildCompleted);
         let life = durable.promised;
         durable.rebuilding = false;
         durable.rebuilt.insert(id, life);

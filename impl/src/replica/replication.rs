@@ -10,6 +10,7 @@ use super::Replica;
 use crate::ballot::Ballot;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::{Msg, SizeBound};
 use spec::{Command, Request, Slot};
 use stateright::actor::Id;
@@ -33,6 +34,7 @@ impl Replica {
             // learns the leader from who answers. Without a known leader the request is
             // dropped and the client retries elsewhere.
             if let Some(leader) = state.leader.filter(|leader| *leader != id && !forwarded) {
+                marks::hit(Mark::RequestForwarded);
                 fx.send(leader, Msg::Request(request));
             }
             return;
@@ -41,6 +43,7 @@ impl Replica {
             if let Some(session) = state.service.sessions.get(request.client) {
                 if request.number == session.number {
                     // A retry of an executed request: answer it again, never re-execute it.
+                    marks::hit(Mark::RetryAnsweredFromSession);
                     fx.send(
                         request.client,
                         Msg::Reply {
@@ -52,6 +55,7 @@ impl Replica {
                     return;
                 }
                 if request.number < session.number {
+                    marks::hit(Mark::OlderRequestIgnored);
                     return; // Older than the last answered request: the client moved on.
                 }
             }
@@ -79,8 +83,13 @@ impl Replica {
                 .proposals
                 .values()
                 .any(|p| p.command.requests().iter().any(|r| r.id() == request.id()));
-        if in_progress || leadership.queue.len() >= self.config.limits.max_queue {
-            // Already on its way, or no room: the client retries later (back-pressure).
+        if in_progress {
+            marks::hit(Mark::RequestInProgress);
+            return; // Already on its way.
+        }
+        if leadership.queue.len() >= self.config.limits.max_queue {
+            // No room: the client retries later (back-pressure).
+            marks::hit(Mark::QueueFull);
             return;
         }
         let state = state.to_mut();
@@ -119,9 +128,15 @@ impl Replica {
                 continue;
             }
             let electorate = self.electorate(state, slot);
-            if !electorate.contains(id) || !self.is_quorum(leadership.promises.by, electorate) {
-                // Not a member there (its QUIT is in force from this slot: it steps down once
-                // it executes up to here), or waiting for promises from new members.
+            if !electorate.contains(id) {
+                // Not a member there: its QUIT is in force from this slot, and it steps down
+                // once it executes up to here.
+                marks::hit(Mark::LeaderNotInSlotConfiguration);
+                break;
+            }
+            if !self.is_quorum(leadership.promises.by, electorate) {
+                // Waiting for promises from new members.
+                marks::hit(Mark::WaitsForNewMembers);
                 break;
             }
             let adopted = leadership.adopted.get(&slot).map(|a| a.command.clone());
@@ -130,13 +145,19 @@ impl Replica {
                     || state.log.range(slot..).next().is_some());
             let command = match adopted {
                 Some(_) if self.config.has_bug(SeededBug::IgnorePromisedValues) => Command::Noop,
-                Some(command) => command,
+                Some(command) => {
+                    marks::hit(Mark::AdoptedProposed);
+                    command
+                }
                 None if gap && self.config.has_bug(SeededBug::GapsNotFilled) => {
                     // The bug: treat the empty slot as a no-op locally instead of deciding one.
                     state.log.insert(slot, Command::Noop);
                     continue;
                 }
-                None if gap => Command::Noop,
+                None if gap => {
+                    marks::hit(Mark::GapFilled);
+                    Command::Noop
+                }
                 None => match self.new_command(state, slot, fx) {
                     Some(command) => command,
                     None => break,
@@ -178,6 +199,7 @@ impl Replica {
         for member in audience {
             if !leadership.asked.contains(member) {
                 leadership.asked.insert(member);
+                marks::hit(Mark::NewMembersAsked);
                 fx.send(
                     member,
                     Msg::Prepare {
@@ -200,6 +222,7 @@ impl Replica {
     ) -> Option<Command> {
         if let Some(interval) = self.config.checkpoint_interval {
             if (slot + 1) % interval == 0 {
+                marks::hit(Mark::CheckpointProposed);
                 return Some(Command::Checkpoint);
             }
         }
@@ -218,6 +241,7 @@ impl Replica {
                 && (batch.len() >= limits.max_batch_requests
                     || bytes + size > limits.max_batch_bytes)
             {
+                marks::hit(Mark::BatchSplit);
                 break;
             }
             bytes += size;
@@ -301,17 +325,20 @@ impl Replica {
         if slot < state.durable.log_start {
             // Decided, checkpointed and truncated: a leader that proposes it is stale, and
             // learns the outcome by catching up.
+            marks::hit(Mark::AcceptBelowLogStartIgnored);
             return;
         }
         if ballot < state.ballot() && !self.config.has_bug(SeededBug::AcceptLowerBallot) {
             // Refused silently: a deposed leader learns of the higher ballot from the new
             // candidate's Prepare, or from the Nack to its next heartbeat. Answering every stale
             // Accept would only multiply messages.
+            marks::hit(Mark::AcceptLowerBallotIgnored);
             return;
         }
         {
             let state = state.to_mut();
             if ballot > state.ballot() {
+                marks::hit(Mark::AcceptRaisesPromise);
                 self.raise_promise(state, ballot, fx);
             }
             if ballot == state.ballot() {
@@ -393,6 +420,7 @@ impl Replica {
             .collect();
         for slot in decided {
             if let Some(proposal) = leadership.proposals.remove(&slot) {
+                marks::hit(Mark::ProposalDecided);
                 state.log.insert(slot, proposal.command);
             }
         }

@@ -9,6 +9,7 @@ use super::storage::Checkpoint;
 use super::Replica;
 use crate::bugs::SeededBug;
 use crate::effects::Effects;
+use crate::marks::{self, Mark};
 use crate::message::Msg;
 use spec::{Digest, ServiceState, Slot};
 use stateright::actor::Id;
@@ -79,8 +80,14 @@ impl Replica {
     ) {
         match state.durable.checkpoint.as_ref() {
             // The same checkpoint: continue it. A newer one: start that one over.
-            Some(c) if c.slot == slot => self.send_snapshot_chunk(state, src, offset, fx),
-            Some(c) if c.slot > slot => self.send_snapshot_chunk(state, src, 0, fx),
+            Some(c) if c.slot == slot => {
+                marks::hit(Mark::SnapshotContinued);
+                self.send_snapshot_chunk(state, src, offset, fx)
+            }
+            Some(c) if c.slot > slot => {
+                marks::hit(Mark::SnapshotRestartedNewer);
+                self.send_snapshot_chunk(state, src, 0, fx)
+            }
             _ => {}
         }
     }
@@ -104,7 +111,10 @@ impl Replica {
             Some(t) if t.slot == slot && t.digest == digest && t.total == total => {
                 t.bytes.len() as u64
             }
-            Some(t) if t.slot > slot => return, // A newer transfer is under way.
+            Some(t) if t.slot > slot => {
+                marks::hit(Mark::SnapshotChunkIgnored);
+                return; // A newer transfer is under way.
+            }
             _ => 0,
         };
         let fits = offset + bytes.len() as u64 <= total;
@@ -114,6 +124,7 @@ impl Replica {
             || !fits
             || (bytes.is_empty() && total > 0)
         {
+            marks::hit(Mark::SnapshotChunkIgnored);
             return;
         }
         let state = state.to_mut();
@@ -133,6 +144,7 @@ impl Replica {
         }
         transfer.bytes.extend_from_slice(&bytes);
         if (transfer.bytes.len() as u64) < total {
+            marks::hit(Mark::SnapshotNextChunkRequested);
             fx.send(
                 src,
                 Msg::SnapshotRequest {
@@ -174,6 +186,7 @@ impl Replica {
         state.durable.checkpoint = Some(checkpoint);
         state.diverged = false;
         state.snapshots_installed += 1;
+        marks::hit(Mark::SnapshotInstalled);
         fx.persist();
         // Decisions learned while the transfer ran follow the snapshot.
         self.execute(id, state, fx);
@@ -182,6 +195,7 @@ impl Replica {
             // leader that pushed the state (which then asks it for its promise again, in case
             // the first Prepare arrived before the state did). Its election timer starts with
             // the first Accept or heartbeat of the leader, as every follower's does.
+            marks::hit(Mark::JoinerInstalled);
             fx.send(
                 src,
                 Msg::CatchUp {

@@ -291,6 +291,11 @@ where
             // (A random choice asked for by a step is a further input, stepped right after.)
             while !ready.is_empty() {
                 for input in std::mem::take(&mut ready) {
+                    if let Input::Timeout { timer } = &input {
+                        if !self.timers.claim(timer) {
+                            continue; // Cancelled or set again by an earlier step.
+                        }
+                    }
                     let out = self.core.step(input);
                     self.absorb(out, &mut staged, &mut ready);
                     if let Some(state) = self.core.state() {

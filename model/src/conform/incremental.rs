@@ -424,20 +424,15 @@ impl<'m> Incremental<'m> {
         let log_start = replica.durable.log_start;
         if log_start != seen.log_start {
             seen.log_start = log_start;
-            // Holders among the members in force there only.
-            let members = self
-                .reference
-                .configuration_after(log_start)
-                .map(|c| c.members.clone())
-                .unwrap_or_default();
-            let holders = members
-                .iter()
-                .filter_map(|id| world.slots.get(usize::from(*id)))
-                .filter_map(|slot| slot.storage.as_ref())
-                .filter(|s| crate::properties::covers_truncation(s, log_start))
-                .count();
+            let holds = |member: Id| {
+                world
+                    .slots
+                    .get(usize::from(member))
+                    .and_then(|slot| slot.storage.as_ref())
+                    .is_some_and(|s| crate::properties::covers_truncation(s, log_start))
+            };
             let covered =
-                crate::properties::truncation_covered(&self.reference, id, log_start, holders);
+                crate::properties::truncation_covered(&self.reference, id, log_start, holds);
             if let Err(why) = covered {
                 found.push(("checkpoint safety", why));
             }

@@ -1,0 +1,119 @@
+//! Goal: protocol bugs that the model found, each pinned as the few steps of one replica actor
+//! that show it, so that they cannot come back unnoticed whatever else changes in the model.
+
+use smr::replica::transfer::encode_snapshot;
+use smr::replica::{ReplicaConfig, Role, Storage};
+use smr::{Msg, Node, NodeState, Replica, Timer};
+use spec::{Change, Configuration, ServiceState};
+use stateright::actor::{Actor, Command, Id, Out};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// What a step outputs.
+type Output = Command<Msg, Timer, (), Storage>;
+
+/// One replica actor and its state, stepped by hand.
+struct Stepped {
+    node: Node,
+    id: Id,
+    state: NodeState,
+}
+
+impl Stepped {
+    fn start(config: ReplicaConfig, id: Id, storage: Storage) -> (Stepped, Vec<Output>) {
+        let node = Node::Replica(Replica::new(config));
+        let mut out = Out::new();
+        let state = node.on_start(id, &Some(storage), &mut out);
+        (Stepped { node, id, state }, out.into_iter().collect())
+    }
+
+    fn deliver(&mut self, src: Id, msg: Msg) -> Vec<Output> {
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&self.state);
+        self.node.on_msg(self.id, &mut state, src, msg, &mut out);
+        self.state = state.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn fire(&mut self, timer: Timer) -> Vec<Output> {
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&self.state);
+        self.node.on_timeout(self.id, &mut state, &timer, &mut out);
+        self.state = state.into_owned();
+        out.into_iter().collect()
+    }
+
+    fn replica(&self) -> &smr::ReplicaState {
+        self.state.replica().expect("a replica")
+    }
+}
+
+/// Found by `model simulate` (preset `simulation`, seed 1177, before the fix): replica 0's
+/// QUIT took effect, then it lost its storage and rebuilt it. While its rebuild ran it caught
+/// up, by a snapshot, to a state without itself; its rebuild election then completed and it led
+/// the ballot although it was no member. A leader that is no member proposes nothing, and its
+/// heartbeats would have held every follower off: the cluster would have stalled for good.
+#[test]
+fn a_replica_that_learns_it_quit_while_it_campaigns_does_not_lead() {
+    let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
+    let config = ReplicaConfig::new(vec![zero, one, two]);
+    let (mut replica, _) = Stepped::start(config, zero, Storage::lost());
+    assert!(replica.replica().durable.rebuilding);
+
+    // The rebuild starts at the election timeout: a rebuild ballot to the others.
+    let out = replica.fire(Timer::Election);
+    let ballot = replica.replica().ballot();
+    assert!(
+        out.iter()
+            .any(|c| matches!(c, Command::Send(_, Msg::Prepare { rebuild: true, .. }))),
+        "the rebuild asks for promises"
+    );
+    assert!(matches!(replica.replica().role, Role::Candidate(_)));
+
+    // Meanwhile a peer catches it up with a snapshot of the state after the QUIT of replica 0
+    // (decided at slot 0, in force from slot 1 with α = 1).
+    let mut service = ServiceState::new(Configuration::initial([zero, one, two], 1));
+    service.begin_slot(0);
+    service.configuration.apply(0, Change::Quit(zero));
+    service.begin_slot(1);
+    assert!(
+        !service.configuration.includes(zero),
+        "the QUIT is in force"
+    );
+    assert_eq!(service.applied, 2, "the state after slots 0 and 1");
+    let bytes = encode_snapshot(&service);
+    replica.deliver(
+        one,
+        Msg::Snapshot {
+            slot: 2,
+            digest: service.digest(),
+            total: bytes.len() as u64,
+            offset: 0,
+            bytes,
+        },
+    );
+    assert_eq!(replica.replica().executed, 2, "the snapshot is installed");
+    assert!(!replica.replica().service.configuration.includes(zero));
+
+    // The others promise the rebuild ballot, recording it as replica 0's new life.
+    for peer in [one, two] {
+        replica.deliver(
+            peer,
+            Msg::Promise {
+                ballot,
+                log_start: 0,
+                accepted: Vec::new(),
+                complete: true,
+                checkpoint: 0,
+                rebuilt: BTreeMap::from([(zero, ballot)]),
+            },
+        );
+    }
+    let rebuilt = replica.replica();
+    assert!(!rebuilt.durable.rebuilding, "the rebuild completed");
+    assert!(
+        !matches!(rebuilt.role, Role::Leader(_)),
+        "a replica that is no member does not lead: {:?}",
+        rebuilt.role
+    );
+}
