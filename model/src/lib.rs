@@ -7,6 +7,7 @@
 //! - [`check`]: runs the checker and turns its result into verdicts.
 
 pub mod config;
+pub mod coverage;
 pub mod diagram;
 pub mod history;
 pub mod properties;

@@ -97,6 +97,16 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
     },
+    /// Which protocol branches (coverage marks) the checks reach: by default the random walks
+    /// the test makes; with --full, every preset exhaustively too.
+    Coverage {
+        /// Every preset exhaustively as well (as long as all presets take together).
+        #[arg(long)]
+        full: bool,
+        /// Stop each run after this many seconds.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: Option<u64>,
+    },
     /// List the named presets.
     Presets,
     /// Replay the traces of a real run (a directory of *.trace files, as written by
@@ -290,6 +300,32 @@ fn main() -> ExitCode {
                 },
             };
             simulate(&cfg, &options)
+        }
+        Command::Coverage { full, timeout } => {
+            let runs = if full {
+                model::coverage::full_runs()
+            } else {
+                model::coverage::quick_runs()
+            };
+            let threads = CheckOptions::default().threads;
+            let mut reached = Vec::new();
+            for run in &runs {
+                println!("{} ...", run.name);
+                reached.push(model::coverage::reach(
+                    run,
+                    threads,
+                    timeout.map(Duration::from_secs),
+                ));
+            }
+            let _ = model::coverage::print_table(&reached, &mut std::io::stdout());
+            let step_tested = |mark: &smr::marks::Mark| {
+                model::coverage::STEP_TESTED.iter().any(|(m, _)| m == mark)
+            };
+            if model::coverage::missed(&reached).iter().all(step_tested) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Command::Presets => {
             for preset in PRESETS {
