@@ -18,7 +18,6 @@ use proofs::clients::ClientHistory;
 use proofs::lemmas::LEMMAS;
 use proptest::collection::vec;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use smr::Node;
 use spec::Change;
 use stateright::actor::Id;
 use stateright::Model;
@@ -35,16 +34,12 @@ struct Coverage {
     transfers: usize,
     recoveries: usize,
     configuration_changes: usize,
-    /// States in which the model's linearizability verdict was set aside (see
-    /// [`forwarding_pollutes_the_model_history`]); the independent record judged them.
-    polluted_states: usize,
 }
 
 impl Coverage {
-    fn add(&mut self, state: &ModelState, steps: usize, polluted_states: usize) {
+    fn add(&mut self, state: &ModelState, steps: usize) {
         let history = &state.history;
         self.walks += 1;
-        self.polluted_states += polluted_states;
         self.steps += steps;
         self.longest_log = self.longest_log.max(history.reference.applied());
         let round = history.ballots.iter().map(|b| b.round).max().unwrap_or(0);
@@ -59,16 +54,6 @@ impl Coverage {
     }
 }
 
-/// Whether the model's record of client invocations holds a replica: `model::history` records
-/// every Request message sent as an invocation by its sender, so a replica that forwards two
-/// requests to the leader looks like a client invoking twice, which the linearizability tester
-/// refuses. Until that is fixed, the model's linearizability verdict is unreliable in such a
-/// state, and the independent [`ClientHistory`] judges linearizability alone.
-fn forwarding_pollutes_the_model_history(model: &SmrModel, state: &ModelState) -> bool {
-    let is_client = |id: &Id| matches!(model.actors.get(usize::from(*id)), Some(Node::Client(_)));
-    state.history.in_flight.keys().any(|id| !is_client(id))
-}
-
 /// Checks every property and lemma in `state`, reached by `trail`.
 fn check(
     model: &SmrModel,
@@ -76,10 +61,8 @@ fn check(
     clients: &ClientHistory,
     trail: &[String],
 ) -> Result<(), TestCaseError> {
-    let polluted = forwarding_pollutes_the_model_history(model, state);
     let failures: Vec<String> = INVARIANTS
         .iter()
-        .filter(|p| !(polluted && p.name == "linearizability"))
         .filter_map(|p| {
             (p.check)(model, state)
                 .err()
@@ -110,12 +93,11 @@ fn check(
 
 /// Walks `model` from its initial state, taking at each step the enabled action that
 /// `choice` points at (or the next one that stays within the bounds), and checks every state.
-fn walk(model: &SmrModel, choices: &[u32]) -> Result<(ModelState, usize, usize), TestCaseError> {
+fn walk(model: &SmrModel, choices: &[u32]) -> Result<(ModelState, usize), TestCaseError> {
     let mut state = model.init_states().remove(0);
     let mut clients = ClientHistory::new(model, &state);
     let mut trail = Vec::new();
     check(model, &state, &clients, &trail)?;
-    let mut polluted = 0;
     let mut actions = Vec::new();
     for choice in choices {
         actions.clear();
@@ -133,9 +115,8 @@ fn walk(model: &SmrModel, choices: &[u32]) -> Result<(ModelState, usize, usize),
         clients.step(model, &state, &next);
         state = next;
         check(model, &state, &clients, &trail)?;
-        polluted += usize::from(forwarding_pollutes_the_model_history(model, &state));
     }
-    Ok((state, trail.len(), polluted))
+    Ok((state, trail.len()))
 }
 
 /// Runs `cases` random schedules of up to `steps` steps on `cfg`, and returns the coverage.
@@ -160,8 +141,8 @@ fn explore(cfg: &ModelConfig, cases: u32, steps: usize) -> Coverage {
         ),
     );
     let result = runner.run(&vec(proptest::num::u32::ANY, steps), |choices| {
-        let (state, taken, polluted) = walk(&model, &choices)?;
-        coverage.borrow_mut().add(&state, taken, polluted);
+        let (state, taken) = walk(&model, &choices)?;
+        coverage.borrow_mut().add(&state, taken);
         Ok(())
     });
     if let Err(error) = result {
