@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod trace;
 
 pub mod marks;
+pub mod symmetry;
 
 pub use ballot::Ballot;
 pub use bugs::SeededBug;

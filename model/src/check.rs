@@ -35,6 +35,8 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Print a progress line this often (`None`: quiet).
     pub progress: Option<Duration>,
+    /// Symmetry reduction over the followers (`crate::symmetry`; depth first only).
+    pub symmetry: bool,
 }
 
 impl Default for CheckOptions {
@@ -44,6 +46,7 @@ impl Default for CheckOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             timeout: None,
             progress: None,
+            symmetry: false,
         }
     }
 }
@@ -144,6 +147,8 @@ fn search(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write)
         );
         return crate::simulate::report(&model, &simulation);
     }
+    // A preset may ask for the reduction itself (`ModelConfig::symmetry`).
+    let model_symmetry = model.cfg.symmetry && options.strategy == Strategy::Dfs;
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
@@ -151,6 +156,9 @@ fn search(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write)
         .finish_when(HasDiscoveries::AnyFailures);
     if let Some(timeout) = options.timeout {
         builder = builder.timeout(timeout);
+    }
+    if options.symmetry || model_symmetry {
+        builder = builder.symmetry_fn(crate::symmetry::representative);
     }
     let start = Instant::now();
     let checker: Box<dyn Checker<SmrModel>> = match options.strategy {

@@ -89,6 +89,9 @@ pub struct ModelConfig {
     pub limits: Limits,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
+    /// Check with symmetry reduction over the followers (`crate::symmetry`). A way of
+    /// checking, not a bound: the model is the same with or without it.
+    pub symmetry: bool,
 }
 
 /// The deployed limits scaled down to the model's few small requests and states, so that the
@@ -131,6 +134,7 @@ impl Default for ModelConfig {
             changes: Vec::new(),
             limits: Limits::default(),
             bug: None,
+            symmetry: false,
         }
     }
 }
@@ -275,6 +279,16 @@ pub const PRESETS: &[Preset] = &[
             clients: 1,
             crashes: 1,
             storage_losses: 1,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "five",
+        about: "5 replicas, 1 client (a put), 1 crash and recovery, 1 election at any time; checked with symmetry reduction over the four followers",
+        config: || ModelConfig {
+            replicas: 5,
+            clients: 1,
+            symmetry: true,
             ..ModelConfig::default()
         },
     },
@@ -464,6 +478,8 @@ impl ModelConfig {
             option("bug", true, bug.name().into());
             rebuilt.bug = Some(bug);
         }
+        // The same model, whether checked with symmetry reduction or not.
+        rebuilt.symmetry = self.symmetry;
         // Every other field (membership changes, spares, ...) must be the preset's own, since
         // no option sets it.
         (rebuilt == *self).then_some(args)
@@ -516,6 +532,9 @@ impl fmt::Display for ModelConfig {
         }
         if let Some(bug) = self.bug {
             write!(f, " bug={}", bug.name())?;
+        }
+        if self.symmetry {
+            write!(f, " (symmetry reduction)")?;
         }
         Ok(())
     }

@@ -123,6 +123,7 @@ pub fn reach(run: &Run, threads: usize, timeout: Option<Duration>) -> Reached {
                 threads,
                 timeout,
                 progress: None,
+                symmetry: false,
             },
             &mut std::io::sink(),
         ),

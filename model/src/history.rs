@@ -147,7 +147,7 @@ impl History {
         next.refreshed()
     }
 
-    fn refreshed(mut self) -> History {
+    pub(crate) fn refreshed(mut self) -> History {
         let History {
             tester,
             linearizable,

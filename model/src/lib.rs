@@ -12,6 +12,7 @@ pub mod diagram;
 pub mod history;
 pub mod properties;
 pub mod simulate;
+pub mod symmetry;
 
 pub use config::{scaled_limits, ModelConfig, NetworkKind, PRESETS};
 pub use history::History;

@@ -48,6 +48,11 @@ enum Command {
         /// Seconds between progress lines.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         progress: u64,
+        /// Symmetry reduction: explore one state of each class of states that differ only by
+        /// a renaming of the followers (depth first only; refused where the bounds let the
+        /// protocol tell followers apart, see proofs/SAFETY.md).
+        #[arg(long)]
+        symmetry: bool,
     },
     /// Serve stateright's web explorer on the same model, or (with --trace) on a real run
     /// replayed through it.
@@ -341,6 +346,7 @@ fn main() -> ExitCode {
             timeout,
             seed,
             progress,
+            symmetry,
         } => {
             let cfg = match bounds.config("default") {
                 Ok(cfg) => cfg,
@@ -354,10 +360,22 @@ fn main() -> ExitCode {
                 "simulation" => Strategy::Simulation { seed },
                 _ => Strategy::Dfs,
             };
+            let symmetry = symmetry || cfg.symmetry;
+            if symmetry {
+                if let Err(error) = model::symmetry::applies(&cfg) {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(2);
+                }
+                if strategy != Strategy::Dfs {
+                    eprintln!("error: --symmetry needs --checker dfs (stateright's other checkers ignore it)");
+                    return ExitCode::from(2);
+                }
+            }
             let mut options = CheckOptions {
                 strategy,
                 timeout: timeout.map(Duration::from_secs),
                 progress: Some(Duration::from_secs(progress)),
+                symmetry,
                 ..CheckOptions::default()
             };
             if let Some(threads) = threads {

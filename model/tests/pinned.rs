@@ -13,6 +13,7 @@ fn check_pinned(cfg: ModelConfig, unique_states: usize) {
         threads: 2,
         timeout: None,
         progress: None,
+        symmetry: false,
     };
     let report = check::run(build(&cfg), &options, &mut std::io::sink());
     assert!(report.exhaustive, "the search must finish: {cfg}");
