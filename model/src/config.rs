@@ -395,6 +395,15 @@ impl ModelConfig {
         if self.spares > 2 {
             return Err(format!("--spares must be 0 to 2, not {}", self.spares));
         }
+        // A checkpoint command takes a slot of its own, so with one slot between checkpoints
+        // the leader would propose checkpoints forever (deployed configs refuse it too).
+        if let Some(interval) = self.checkpoint_interval {
+            if interval < 2 {
+                return Err(format!(
+                    "--checkpoint-interval must be at least 2 slots (a checkpoint takes a slot itself), not {interval}"
+                ));
+            }
+        }
         let f = (self.replicas as u32).saturating_sub(1) / 2;
         if self.storage_losses > f {
             return Err(format!(

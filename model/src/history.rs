@@ -84,6 +84,9 @@ pub struct History {
     /// The message of the first step that panicked (an actor's assertion failed): the state
     /// that carries it is the state before that step (see `SmrModel::next_state`).
     pub panic: Option<Arc<str>>,
+    /// The replicas that symmetry reduction may rename (`crate::symmetry`): fixed by the
+    /// bounds, the same in every state, so left out of the digest.
+    pub interchangeable: Arc<Vec<usize>>,
     /// Digest of all of the above.
     pub digest: Digest,
 }
@@ -117,6 +120,7 @@ impl History {
             forgotten_restarts: 0,
             vote_violation: None,
             panic: None,
+            interchangeable: Arc::new(crate::symmetry::interchangeable(cfg)),
             digest: 0,
         }
         .refreshed()
@@ -165,6 +169,7 @@ impl History {
             forgotten_restarts,
             vote_violation,
             panic,
+            interchangeable: _,
             digest: _,
         } = &self;
         let mut hasher = StableHasher::new();

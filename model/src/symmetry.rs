@@ -20,7 +20,6 @@
 
 use crate::history::History;
 use crate::{ModelConfig, ModelState};
-use smr::NodeState;
 use spec::digest::StableHasher;
 use stateright::actor::Id;
 use stateright::util::DenseNatMap;
@@ -29,7 +28,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-/// Whether the followers are interchangeable under `cfg`, and why not if they are not.
+/// Whether some replicas are interchangeable under `cfg`, and why not if they are not.
 pub fn applies(cfg: &ModelConfig) -> Result<(), String> {
     let reasons = [
         (
@@ -37,20 +36,19 @@ pub fn applies(cfg: &ModelConfig) -> Result<(), String> {
             "more than one election (ballots of one round are ordered by id)",
         ),
         (
-            cfg.checkpoint_interval.is_some(),
-            "checkpoints (a restarted replica asks its first peer)",
+            cfg.checkpoint_interval.is_some() && cfg.crashes > 0,
+            "crashes with checkpoints (a restarted replica asks its first peer)",
         ),
         (
             cfg.max_attempts > 1,
             "retries (a client retries at the next replica)",
         ),
         (cfg.storage_losses > 0, "storage losses"),
-        (
-            cfg.spares > 0 || !cfg.changes.is_empty(),
-            "membership changes",
-        ),
         (cfg.bug.is_some(), "a seeded bug"),
-        (cfg.replicas < 3, "fewer than two followers"),
+        (
+            interchangeable(cfg).len() < 2,
+            "fewer than two interchangeable replicas",
+        ),
     ];
     let broken: Vec<&str> = reasons
         .iter()
@@ -61,19 +59,29 @@ pub fn applies(cfg: &ModelConfig) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "--symmetry needs interchangeable followers, which these bounds do not give: {}",
+            "--symmetry needs interchangeable replicas, which these bounds do not give: {}",
             broken.join(", ")
         ))
     }
 }
 
-/// The representative of `state`'s class: the followers renamed in the order of their digests.
-pub fn representative(state: &ModelState) -> ModelState {
-    let replicas = state
-        .actor_states
+/// The replicas that a renaming may permute under `cfg`: the first members but replica 0 and
+/// those a membership change names.
+pub fn interchangeable(cfg: &ModelConfig) -> Vec<usize> {
+    let named: Vec<usize> = cfg
+        .changes
         .iter()
-        .take_while(|node| matches!(***node, NodeState::Replica(_)))
-        .count();
+        .map(|change| match change {
+            spec::Change::Join(id) | spec::Change::Quit(id) => usize::from(*id),
+        })
+        .collect();
+    (1..cfg.replicas).filter(|id| !named.contains(id)).collect()
+}
+
+/// The representative of `state`'s class: the interchangeable replicas (which the history
+/// names, see `History::interchangeable`) renamed in the order of their digests.
+pub fn representative(state: &ModelState) -> ModelState {
+    let group = &state.history.interchangeable;
     let digest = |index: usize| {
         let mut hasher = StableHasher::new();
         state.actor_states[index].hash(&mut hasher);
@@ -82,12 +90,13 @@ pub fn representative(state: &ModelState) -> ModelState {
         state.crashed[index].hash(&mut hasher);
         hasher.finish()
     };
-    let mut followers: Vec<(u64, usize)> = (1..replicas).map(|i| (digest(i), i)).collect();
-    followers.sort();
-    // `renamed[old] = new`: the bootstrap leader and the clients keep their ids.
+    let mut members: Vec<(u64, usize)> = group.iter().map(|&i| (digest(i), i)).collect();
+    members.sort();
+    // `renamed[old] = new`: the group's ids are handed out in digest order; every other actor
+    // keeps its id.
     let mut renamed: Vec<usize> = (0..state.actor_states.len()).collect();
-    for (position, (_, old)) in followers.iter().enumerate() {
-        renamed[*old] = position + 1;
+    for ((_, old), new) in members.iter().zip(group.iter()) {
+        renamed[*old] = *new;
     }
     if renamed.iter().enumerate().all(|(old, new)| old == *new) {
         return state.clone();
