@@ -299,11 +299,10 @@ pub const CATALOGUE: &[Row] = &[
         property: "checkpoint safety",
         only: false,
         bounds: || ModelConfig {
-            clients: 1,
-            operations: 1,
-            elections: 0,
+            crashes: 0,
             window: 3,
-            ..preset("join-election")
+            checkpoint_interval: Some(2),
+            ..preset("join")
         },
     },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---

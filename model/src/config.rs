@@ -164,9 +164,11 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "duplicating",
-        about: "a network that also duplicates messages, with an election at any time",
+        about: "a network that also duplicates messages (every message may be delivered again at any later time), with an election at any time; 1 client (a put); symmetry reduction over the two followers",
         config: || ModelConfig {
             crashes: 0,
+            clients: 1,
+            symmetry: true,
             network: NetworkKind::Duplicating,
             ..ModelConfig::default()
         },
@@ -183,8 +185,9 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "heartbeats",
-        about: "leaders send heartbeats and followers catch up on missed decisions (1 write, then a read)",
+        about: "leaders send heartbeats and followers catch up on missed decisions: 2 replicas, 1 client (a put, then a get), 1 crash and recovery, 1 election",
         config: || ModelConfig {
+            replicas: 2,
             clients: 1,
             operations: 2,
             crashes: 1,
@@ -229,15 +232,24 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "join-election",
-        about: "the spare replica 3 joins with a leader change at any time (Raft's 2015 single-server change bug needs one); the joiner votes on the next checkpoint (every 2 slots); no crash. Large: not exhaustive in 10 minutes",
+        about: "2 replicas; the spare replica 2 joins with a leader change at any time (Raft's 2015 single-server change bug needs one); the joiner votes on the next checkpoint (every 2 slots); no crash (3 replicas and a spare: not exhaustive in 10 minutes)",
         config: || ModelConfig {
             crashes: 0,
             clients: 0,
             operations: 0,
+            replicas: 2,
             spares: 1,
             checkpoint_interval: Some(2),
-            changes: vec![Change::Join(Id::from(3))],
+            changes: vec![Change::Join(Id::from(2))],
             ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "join-crash",
+        about: "checkpoints, a JOIN, a crash and an election together: 2 replicas, the spare replica 2 joins, a leader change and a crash and recovery each at any time, checkpoints every 2 slots",
+        config: || ModelConfig {
+            crashes: 1,
+            ..ModelConfig::preset("join-election").expect("preset join-election")
         },
     },
     Preset {
@@ -394,6 +406,25 @@ impl ModelConfig {
         }
         if self.spares > 2 {
             return Err(format!("--spares must be 0 to 2, not {}", self.spares));
+        }
+        // A JOIN names a spare and a QUIT a member: a change that names no actor, or the wrong
+        // kind, would leave the administrator waiting for ever and its Sometimes unreachable.
+        for change in &self.changes {
+            let (id, spare) = match change {
+                Change::Join(id) => (usize::from(*id), true),
+                Change::Quit(id) => (usize::from(*id), false),
+            };
+            let (low, high, what) = if spare {
+                (self.replicas, self.replicas + self.spares, "a spare")
+            } else {
+                (0, self.replicas, "a member")
+            };
+            if !(low..high).contains(&id) {
+                return Err(format!(
+                    "{change:?} must name {what} (ids {low} to {}), not replica {id}",
+                    high as i64 - 1
+                ));
+            }
         }
         // A checkpoint command takes a slot of its own, so with one slot between checkpoints
         // the leader would propose checkpoints forever (deployed configs refuse it too).
