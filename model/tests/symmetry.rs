@@ -95,6 +95,11 @@ fn reducible_bounds() -> Vec<(&'static str, ModelConfig, Vec<usize>)> {
             vec![1, 2],
         ),
         (
+            "a network that duplicates, a put, an election (the `duplicating` preset)",
+            ModelConfig::preset("duplicating").unwrap(),
+            vec![1, 2],
+        ),
+        (
             "replica 2 quits, a put: only 1 and 3 are interchangeable",
             ModelConfig {
                 replicas: 4,
