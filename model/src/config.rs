@@ -579,3 +579,46 @@ impl fmt::Display for ModelConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for preset in PRESETS {
+            let cfg = (preset.config)();
+            assert_eq!(cfg.validate(), Ok(()), "{}", preset.name);
+        }
+    }
+
+    #[test]
+    fn bounds_that_cannot_run_are_refused_with_the_reason() {
+        let join = ModelConfig::preset("join").unwrap();
+        let refused = |cfg: ModelConfig, words: &str| {
+            let error = cfg.validate().expect_err(words);
+            assert!(error.contains(words), "{error}");
+        };
+        refused(
+            ModelConfig {
+                replicas: 2,
+                ..join.clone()
+            },
+            "must name a spare",
+        );
+        refused(
+            ModelConfig {
+                changes: vec![Change::Quit(Id::from(3))],
+                ..join.clone()
+            },
+            "must name a member",
+        );
+        refused(
+            ModelConfig {
+                checkpoint_interval: Some(1),
+                ..join
+            },
+            "--checkpoint-interval must be at least 2",
+        );
+    }
+}
