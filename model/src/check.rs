@@ -147,8 +147,16 @@ fn search(model: SmrModel, options: &CheckOptions, progress_out: &mut dyn Write)
         );
         return crate::simulate::report(&model, &simulation);
     }
-    // A preset may ask for the reduction itself (`ModelConfig::symmetry`).
-    let model_symmetry = model.cfg.symmetry && options.strategy == Strategy::Dfs;
+    // A preset may ask for the reduction itself (`ModelConfig::symmetry`); it gets it only where
+    // the bounds keep the renamed replicas interchangeable (a caller may have added a seeded bug
+    // or a crash to such a preset). An explicit request must be sound: the CLI refuses it first.
+    let applies = crate::symmetry::applies(&model.cfg);
+    if options.symmetry {
+        if let Err(why) = &applies {
+            panic!("symmetry reduction requested where it is unsound: {why}");
+        }
+    }
+    let model_symmetry = model.cfg.symmetry && applies.is_ok() && options.strategy == Strategy::Dfs;
     let mut builder = model
         .checker()
         .threads(options.threads.max(1))
