@@ -71,6 +71,9 @@ pub enum SeededBug {
     /// The leader counts checkpoint votes from any replica towards the quorum of the members
     /// in force, a joiner's included before it is one.
     CheckpointVotesFromNonMembers,
+    /// A request of a session the bounded table retired is taken for a new client's first
+    /// request and applied, so a retry of an applied request runs again.
+    RetiredSessionReexecutes,
 }
 
 impl SeededBug {
@@ -100,6 +103,7 @@ impl SeededBug {
         SeededBug::CheckpointLabelOffByOne,
         SeededBug::ReuseBallotAfterRestart,
         SeededBug::CheckpointVotesFromNonMembers,
+        SeededBug::RetiredSessionReexecutes,
     ];
 
     /// The bug's name on the command line.
@@ -129,6 +133,7 @@ impl SeededBug {
             SeededBug::CheckpointLabelOffByOne => "checkpoint-label-off-by-one",
             SeededBug::ReuseBallotAfterRestart => "reuse-ballot-after-restart",
             SeededBug::CheckpointVotesFromNonMembers => "checkpoint-votes-from-non-members",
+            SeededBug::RetiredSessionReexecutes => "retired-session-reexecutes",
         }
     }
 

@@ -3,12 +3,17 @@
 //! from who answers (a replica that does not lead forwards the request to the leader).
 //! The model checker drives it with a fixed script; the command-line client is the same actor
 //! driven by the runtime.
+//!
+//! A script that starts with [`Operation::OpenSession`] opens a session first, and the client
+//! sends its later requests under the incarnation the answer names (`spec::session`). A
+//! request answered "session expired" ends the script: its outcome is unknown, and whoever
+//! drives the client reports that.
 
 use crate::marks::{self, Mark};
 use crate::message::Msg;
 use crate::node::{Node, Timer};
 use spec::digest::{digest_of, Digest};
-use spec::{Operation, Output, Request, RequestNumber, Slot};
+use spec::{Operation, Output, Request, RequestNumber, SessionId, SessionOutput, Slot, IMPLICIT};
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -44,6 +49,10 @@ pub struct ClientState {
     pub attempts: u32,
     /// The answers received, with the slot each request was applied at.
     pub outputs: Vec<(Slot, Output)>,
+    /// The incarnation of the client's session: [`IMPLICIT`] until an opening names it.
+    pub session: SessionId,
+    /// Whether a request was answered "session expired": the client then stops.
+    pub expired: bool,
     /// Digest of the fields above, refreshed after every change (as for replicas).
     pub digest: Digest,
 }
@@ -62,9 +71,11 @@ impl ClientState {
             target,
             attempts,
             outputs,
+            session,
+            expired,
             digest: _,
         } = self;
-        digest_of(&(next, target, attempts, outputs))
+        digest_of(&(next, target, attempts, outputs, session, expired))
     }
 
     /// The number of the request in flight (requests are numbered from 1).
@@ -84,25 +95,35 @@ impl Client {
         !self.is_done(state) && state.attempts >= self.max_attempts
     }
 
-    /// Whether every operation has been answered.
+    /// Whether every operation has been answered, or the session expired.
     pub fn is_done(&self, state: &ClientState) -> bool {
-        state.next >= self.ops.len()
+        state.next >= self.ops.len() || state.expired
     }
 
-    /// The request this client sends with number `number`, if it has one.
-    pub fn request(&self, id: Id, number: RequestNumber) -> Option<Request> {
+    /// The request this client sends with number `number` under incarnation `session`, if
+    /// it has one.
+    pub fn request(&self, id: Id, session: SessionId, number: RequestNumber) -> Option<Request> {
         let op = self
             .ops
             .get(usize::try_from(number).ok()?.checked_sub(1)?)?;
         Some(Request {
             client: id,
+            session,
             number,
             op: op.clone(),
         })
     }
 
+    /// Whether this client, at id `request.client`, sends `request` at some point: its
+    /// number and operation are in the script (the incarnation is learned while running).
+    pub fn sends(&self, request: &Request) -> bool {
+        self.request(request.client, request.session, request.number)
+            .as_ref()
+            == Some(request)
+    }
+
     fn send_current(&self, id: Id, state: &mut ClientState, o: &mut Out<Node>) {
-        if let Some(request) = self.request(id, state.number()) {
+        if let Some(request) = self.request(id, state.session, state.number()) {
             state.attempts += 1;
             o.send(self.replicas[state.target], Msg::Request(request));
             o.set_timer(Timer::Retry, self.retry_timeout.clone());
@@ -115,6 +136,8 @@ impl Client {
             target: 0,
             attempts: 0,
             outputs: Vec::new(),
+            session: IMPLICIT,
+            expired: false,
             digest: 0,
         };
         if self.delay_start {
@@ -176,6 +199,17 @@ impl Client {
             {
                 marks::hit(Mark::ClientAnswered);
                 let state = state.to_mut();
+                match output {
+                    Output::Session(SessionOutput::Opened(session)) => {
+                        marks::hit(Mark::ClientOpenedSession);
+                        state.session = session;
+                    }
+                    Output::Session(SessionOutput::Expired) => {
+                        marks::hit(Mark::ClientSessionExpired);
+                        state.expired = true;
+                    }
+                    _ => {}
+                }
                 state.outputs.push((slot, output));
                 state.next += 1;
                 state.attempts = 0;

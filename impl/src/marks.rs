@@ -140,6 +140,10 @@ marks! {
     // --- replica/execution.rs ---
     /// A request decided a second time is not applied again.
     DuplicateNotApplied = "execution.duplicate-not-applied",
+    /// A new session in a full session table retires the least recently used one.
+    SessionRetired = "execution.session-retired",
+    /// A request of a retired session is answered "expired", not applied.
+    SessionExpired = "execution.session-expired",
     /// A leader whose QUIT is in force steps down.
     QuitLeaderStepsDown = "execution.quit-leader-steps-down",
     /// A membership change is executed: checkpointed for the joiner.
@@ -182,6 +186,10 @@ marks! {
     // --- client.rs ---
     /// A client records an answer and moves on.
     ClientAnswered = "client.answered",
+    /// A client learns the incarnation of the session it opened.
+    ClientOpenedSession = "client.opened-session",
+    /// A client is told its session expired, and stops with the error.
+    ClientSessionExpired = "client.session-expired",
     /// A client retries at the same replica.
     ClientRetriesSameReplica = "client.retries-same-replica",
     /// A client retries at the next replica.

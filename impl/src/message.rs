@@ -126,9 +126,10 @@ pub trait SizeBound {
 
 impl SizeBound for Request {
     fn size_bound(&self) -> usize {
-        const FIXED: usize = 40;
+        // Client id, incarnation and number, the operation's tags and lengths.
+        const FIXED: usize = 48;
         let spec::Operation::Kv(op) = &self.op else {
-            return FIXED; // A membership change: two ids.
+            return FIXED; // A membership change (two ids) or a session's opening.
         };
         FIXED
             + match op {

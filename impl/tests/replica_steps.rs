@@ -146,6 +146,7 @@ fn a_leader_that_learns_another_decision_where_it_proposed_steps_down() {
     assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
     let client = Id::from(3);
     let request = spec::Request {
+        session: spec::IMPLICIT,
         client,
         number: 1,
         op: spec::Operation::Kv(spec::KvOp::Get { key: "k".into() }),

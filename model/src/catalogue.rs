@@ -305,6 +305,15 @@ pub const CATALOGUE: &[Row] = &[
             ..preset("join")
         },
     },
+    Row {
+        // Client 1's put is applied; client 2's opening retires client 1's session; client
+        // 1's retry of the put is decided again and, taken for a new client's request, applied
+        // a second time.
+        bug: SeededBug::RetiredSessionReexecutes,
+        property: "exactly-once",
+        only: false,
+        bounds: || preset("sessions"),
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,

@@ -87,6 +87,9 @@ pub struct ModelConfig {
     /// The replicas' queue, batch and message limits (the window aside, which is `window`):
     /// the deployed ones, or [`scaled_limits`] so that the checks reach them.
     pub limits: Limits,
+    /// Whether clients open their session before their first operation, as deployed clients
+    /// do (`spec::session`); otherwise their first request opens it implicitly.
+    pub open_sessions: bool,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
     /// Check with symmetry reduction over the followers (`crate::symmetry`). A way of
@@ -98,7 +101,8 @@ pub struct ModelConfig {
 /// same limit code is exercised where it binds: a batch of one request (a second one waits
 /// for the next slot), a queue of two, a promise or catch-up page of one entry (every larger
 /// promise comes in pages), a snapshot chunk of 16 bytes (a snapshot of one key and one
-/// session takes at least 3 chunks), checkpoint votes kept for one slot.
+/// session takes at least 3 chunks), checkpoint votes kept for one slot, a session table of 3
+/// entries (the simulation has 4 clients).
 pub fn scaled_limits() -> Limits {
     Limits {
         window: Limits::default().window,
@@ -109,6 +113,7 @@ pub fn scaled_limits() -> Limits {
         max_chunk_bytes: 16,
         max_snapshot_bytes: Limits::default().max_snapshot_bytes,
         max_pending_checkpoints: 1,
+        max_sessions: 3,
     }
 }
 
@@ -133,6 +138,7 @@ impl Default for ModelConfig {
             spares: 0,
             changes: Vec::new(),
             limits: Limits::default(),
+            open_sessions: false,
             bug: None,
             symmetry: false,
         }
@@ -295,6 +301,22 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "sessions",
+        about: "a session table of one entry: 2 clients open their sessions (the second retires the first's) and submit a put and a get, retrying once; a retry of an applied request is answered \"expired\", never applied again; 2 replicas, no crash or election (the table's rules read only the decided log; 3 replicas: over 26 million states)",
+        config: || ModelConfig {
+            replicas: 2,
+            crashes: 0,
+            elections: 0,
+            max_attempts: 2,
+            open_sessions: true,
+            limits: Limits {
+                max_sessions: 1,
+                ..Limits::default()
+            },
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
         name: "five",
         about: "5 replicas, 1 client (a put), 1 crash and recovery, 1 election at any time; checked with symmetry reduction over the four followers",
         config: || ModelConfig {
@@ -306,7 +328,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "simulation",
-        about: "for `simulate` (random walks, not exhaustive): 5 replicas and a spare, 3 clients with 8 operations each that retry until answered, 4 crashes and 2 storage losses, 40 elections, window 2, heartbeats, checkpoints every 3 slots, scaled-down limits; the leader quits, then the spare joins",
+        about: "for `simulate` (random walks, not exhaustive): 5 replicas and a spare, 3 clients with 8 operations each that retry until answered, 4 crashes and 2 storage losses, 40 elections, window 2, heartbeats, checkpoints every 3 slots, scaled-down limits (a session table of 3 for the 4 clients, which open their sessions); the leader quits, then the spare joins",
         config: || ModelConfig {
             replicas: 5,
             clients: 3,
@@ -322,6 +344,7 @@ pub const PRESETS: &[Preset] = &[
             spares: 1,
             changes: vec![Change::Quit(Id::from(0)), Change::Join(Id::from(5))],
             limits: scaled_limits(),
+            open_sessions: true,
             ..ModelConfig::default()
         },
     },
@@ -347,22 +370,23 @@ impl ModelConfig {
 
     /// The operations of client number `index` (0-based): clients alternate between writing
     /// their own value to the shared key and reading it, so that between them there is at least
-    /// one write and one read, and concurrent writes conflict.
+    /// one write and one read, and concurrent writes conflict. With `open_sessions`, the
+    /// opening of the session comes first.
     pub fn client_ops(&self, index: usize) -> Vec<Operation> {
-        (0..self.operations)
-            .map(|k| {
-                let key = "k".into();
-                let op = if (index + k) % 2 == 0 {
-                    KvOp::Put {
-                        key,
-                        value: format!("v{index}").into(),
-                    }
-                } else {
-                    KvOp::Get { key }
-                };
-                Operation::Kv(op)
-            })
-            .collect()
+        let open = self.open_sessions.then_some(Operation::OpenSession);
+        let ops = (0..self.operations).map(|k| {
+            let key = "k".into();
+            let op = if (index + k) % 2 == 0 {
+                KvOp::Put {
+                    key,
+                    value: format!("v{index}").into(),
+                }
+            } else {
+                KvOp::Get { key }
+            };
+            Operation::Kv(op)
+        });
+        open.into_iter().chain(ops).collect()
     }
 
     /// Replica actors: the members, then the spares.
@@ -375,13 +399,12 @@ impl ModelConfig {
         self.clients + usize::from(!self.changes.is_empty())
     }
 
-    /// The operations of the administrator client.
+    /// The operations of the administrator client (with `open_sessions`, the opening of its
+    /// session first).
     pub fn admin_ops(&self) -> Vec<Operation> {
-        self.changes
-            .iter()
-            .copied()
-            .map(Operation::Reconfigure)
-            .collect()
+        let open = self.open_sessions.then_some(Operation::OpenSession);
+        let changes = self.changes.iter().copied().map(Operation::Reconfigure);
+        open.into_iter().chain(changes).collect()
     }
 
     /// Checks that the bounds make sense, saying what is wrong if not.
@@ -513,6 +536,12 @@ impl ModelConfig {
         if self.limits == scaled_limits() && base.limits != scaled_limits() {
             option("scaled-limits", true, String::new());
             rebuilt.limits = scaled_limits();
+        }
+        if self.open_sessions && self.limits.max_sessions != base.limits.max_sessions {
+            let max = self.limits.max_sessions;
+            option("max-sessions", true, max.to_string());
+            rebuilt.limits.max_sessions = max;
+            rebuilt.open_sessions = true;
         }
         if let Some(bug) = self.bug {
             option("bug", true, bug.name().into());

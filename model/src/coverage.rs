@@ -7,6 +7,7 @@ use crate::check::{self, CheckOptions, CheckReport, Strategy};
 use crate::simulate::{self, Schedule, SimulateOptions};
 use crate::{build, ModelConfig};
 use smr::marks::{self, Mark};
+use smr::Limits;
 use std::time::Duration;
 
 /// How a run explores.
@@ -69,8 +70,24 @@ pub fn quick_runs() -> Vec<Run> {
             how: How::Exhaustive,
         },
         Run {
-            name: "simulation: 400 walks".into(),
-            cfg: preset("simulation"),
+            // A session table of one entry, filled and retired from (the preset's 61,553
+            // states take about a second).
+            name: "check --preset sessions".into(),
+            cfg: preset("sessions"),
+            how: How::Exhaustive,
+        },
+        Run {
+            // With implicit sessions in an unbounded table: these walks reach a leader whose
+            // QUIT is in force before its window is full.
+            name: "simulation, implicit sessions: 400 walks".into(),
+            cfg: ModelConfig {
+                open_sessions: false,
+                limits: Limits {
+                    max_sessions: Limits::default().max_sessions,
+                    ..preset("simulation").limits
+                },
+                ..preset("simulation")
+            },
             how: How::Walks {
                 walks: 400,
                 first_seed: 0,
@@ -79,10 +96,16 @@ pub fn quick_runs() -> Vec<Run> {
             },
         },
         Run {
-            name: "simulation, 1 client with 2 operations: 3000 walks of 600 steps".into(),
+            // Sessions opened in a table of 2 for 3 clients (the administrator included).
+            name: "simulation, 2 clients with 2 operations, 2 sessions: 3000 walks of 600 steps"
+                .into(),
             cfg: ModelConfig {
-                clients: 1,
+                clients: 2,
                 operations: 2,
+                limits: Limits {
+                    max_sessions: 2,
+                    ..preset("simulation").limits
+                },
                 ..preset("simulation")
             },
             how: How::Walks {

@@ -12,6 +12,7 @@
 use crate::ModelConfig;
 use smr::{Ballot, ClientState, Msg};
 use spec::digest::{Digest, StableHasher};
+use spec::properties;
 use spec::reference::ReferenceExecution;
 use spec::sequential::KvSpec;
 use spec::{Command, Operation, Output, RequestId, RequestNumber, Slot};
@@ -70,6 +71,10 @@ pub struct History {
     pub replies: Arc<BTreeMap<RequestId, (Slot, Output)>>,
     /// The first reply that contradicted an earlier reply to the same request.
     pub reply_conflict: Option<Arc<str>>,
+    /// Replies beyond each request's first answer that may differ from it: "session expired"
+    /// (a request answered once may later find its session retired), and the answer to an
+    /// opening decided again after its session was retired. Each is judged on its own.
+    pub other_replies: Arc<BTreeSet<(RequestId, Slot, Output)>>,
     /// Every ballot a candidate prepared (bounds the number of elections).
     pub ballots: BTreeSet<Ballot>,
     /// Storage losses so far (the model's `LoseStorage` action).
@@ -102,7 +107,8 @@ impl History {
     pub fn new(cfg: &ModelConfig) -> Self {
         let members = (0..cfg.replicas).map(stateright::actor::Id::from);
         let initial =
-            spec::ServiceState::new(spec::Configuration::initial(members, cfg.window as u64));
+            spec::ServiceState::new(spec::Configuration::initial(members, cfg.window as u64))
+                .with_max_sessions(cfg.limits.max_sessions);
         Self {
             tester: LinearizabilityTester::new(KvSpec::default()),
             linearizable: true,
@@ -115,6 +121,7 @@ impl History {
             reference: ReferenceExecution::new(initial),
             replies: Arc::default(),
             reply_conflict: None,
+            other_replies: Arc::default(),
             ballots: BTreeSet::new(),
             storage_losses: 0,
             forgotten_restarts: 0,
@@ -164,6 +171,7 @@ impl History {
             reference,
             replies,
             reply_conflict,
+            other_replies,
             ballots,
             storage_losses,
             forgotten_restarts,
@@ -184,6 +192,7 @@ impl History {
         reference.hash(&mut hasher);
         replies.hash(&mut hasher);
         reply_conflict.hash(&mut hasher);
+        other_replies.hash(&mut hasher);
         ballots.hash(&mut hasher);
         storage_losses.hash(&mut hasher);
         forgotten_restarts.hash(&mut hasher);
@@ -223,8 +232,24 @@ impl History {
                     client: env.dst,
                     number: *number,
                 };
+                let reply = (*slot, output.clone());
+                let other = |history: &History| {
+                    if history
+                        .other_replies
+                        .contains(&(request, *slot, output.clone()))
+                    {
+                        return None;
+                    }
+                    let mut next = history.clone();
+                    Arc::make_mut(&mut next.other_replies).insert((request, *slot, output.clone()));
+                    Some(next)
+                };
+                if *output == Output::Session(spec::SessionOutput::Expired) {
+                    return other(history);
+                }
                 match history.replies.get(&request) {
-                    Some(earlier) if earlier == &(*slot, output.clone()) => None,
+                    Some(earlier) if *earlier == reply => None,
+                    Some(earlier) if properties::replies_agree(earlier, &reply) => other(history),
                     Some(earlier) => {
                         if history.reply_conflict.is_some() {
                             return None;

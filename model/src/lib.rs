@@ -307,6 +307,15 @@ pub const EXAMPLES: &[Example] = &[
         applies: |cfg| cfg.storage_losses > 0 && cfg.clients > 0 && cfg.operations > 0,
     },
     Example {
+        name: "a retry of an applied request found its session retired and was not applied again",
+        found: properties::retry_after_session_retired,
+        applies: |cfg| {
+            cfg.limits.max_sessions < cfg.client_actors()
+                && cfg.max_attempts > 1
+                && cfg.operations > 0
+        },
+    },
+    Example {
         name: "every client answered",
         found: properties::all_clients_answered,
         applies: |_| true,

@@ -197,6 +197,10 @@ struct Bounds {
     /// chunks, checkpoint votes kept for one slot.
     #[arg(long)]
     scaled_limits: bool,
+    /// The replicated session table's maximum, so that the model fills it; clients then open
+    /// their sessions first, as deployed clients do.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    max_sessions: Option<u8>,
 }
 
 impl Bounds {
@@ -247,6 +251,10 @@ impl Bounds {
         }
         if self.scaled_limits {
             cfg.limits = model::scaled_limits();
+        }
+        if let Some(max) = self.max_sessions {
+            cfg.limits.max_sessions = max.into();
+            cfg.open_sessions = true;
         }
         if let Some(name) = &self.network {
             cfg.network = NetworkKind::from_name(name).expect("clap checked the name");

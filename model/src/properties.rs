@@ -352,9 +352,7 @@ pub fn agreement(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
 
 pub fn validity(model: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     let submitted = |request: &spec::Request| match model.actors.get(usize::from(request.client)) {
-        Some(Node::Client(client)) => {
-            client.request(request.client, request.number).as_ref() == Some(request)
-        }
+        Some(Node::Client(client)) => client.sends(request),
         _ => false,
     };
     let history = &state.history;
@@ -378,10 +376,14 @@ pub fn prefix_execution(_: &SmrModel, state: &ModelState) -> Result<(), Violatio
 pub fn exactly_once(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
     let history = &state.history;
     properties::exactly_once(
-        &history.replies,
+        history.replies.iter(),
         history.reply_conflict.as_deref(),
         &history.reference,
-    )
+    )?;
+    for (request, slot, output) in history.other_replies.iter() {
+        properties::judge_reply(*request, *slot, output, &history.reference)?;
+    }
+    Ok(())
 }
 
 pub fn linearizability(_: &SmrModel, state: &ModelState) -> Result<(), Violation> {
@@ -622,6 +624,20 @@ pub fn rebuilt_replica_votes(model: &SmrModel, state: &ModelState) -> bool {
                     .get(slot)
                     .is_some_and(|ballots| ballots.contains(ballot))
         })
+    })
+}
+
+/// A request applied earlier was decided again after its session was retired, and answered
+/// "expired" (the exactly-once property shows it was not applied again).
+pub fn retry_after_session_retired(_: &SmrModel, state: &ModelState) -> bool {
+    let history = &state.history;
+    let expired = spec::Output::Session(spec::SessionOutput::Expired);
+    history.other_replies.iter().any(|(request, slot, output)| {
+        *output == expired
+            && history
+                .reference
+                .application(*request)
+                .is_some_and(|(applied, _)| applied < *slot)
     })
 }
 

@@ -12,7 +12,7 @@ use smr::replica::{Accepted, Checkpoint, Storage, Votes};
 use smr::{Ballot, Msg};
 use spec::{
     Change, ChangeOutput, Command, Configuration, KvOp, KvOutput, Operation, Output, Request,
-    ServiceState, Session, StateMachine,
+    ServiceState, Session, SessionOutput, StateMachine,
 };
 use stateright::actor::Id;
 use std::collections::BTreeSet;
@@ -64,7 +64,11 @@ pub fn change() -> impl Strategy<Value = Change> {
 
 /// Any client operation.
 pub fn operation() -> impl Strategy<Value = Operation> {
-    prop_oneof![4 => kv_op().prop_map(Operation::Kv), 1 => change().prop_map(Operation::Reconfigure)]
+    prop_oneof![
+        4 => kv_op().prop_map(Operation::Kv),
+        1 => change().prop_map(Operation::Reconfigure),
+        1 => Just(Operation::OpenSession),
+    ]
 }
 
 /// Members of a configuration: at least two (a QUIT never leaves fewer, see
@@ -92,16 +96,31 @@ pub fn output() -> impl Strategy<Value = Output> {
         }),
         "[a-z ]{0,20}".prop_map(ChangeOutput::Refused),
     ];
+    let session = prop_oneof![
+        any::<u64>().prop_map(SessionOutput::Opened),
+        Just(SessionOutput::Expired),
+    ];
     prop_oneof![
         kv.prop_map(Output::Kv),
-        change.prop_map(Output::Reconfigure)
+        change.prop_map(Output::Reconfigure),
+        session.prop_map(Output::Session),
     ]
 }
 
 /// A client request.
 pub fn request() -> impl Strategy<Value = Request> {
-    (id(), prop_oneof![1u64..4, any::<u64>()], operation())
-        .prop_map(|(client, number, op)| Request { client, number, op })
+    (
+        id(),
+        prop_oneof![Just(spec::IMPLICIT), any::<u64>()],
+        prop_oneof![1u64..4, any::<u64>()],
+        operation(),
+    )
+        .prop_map(|(client, session, number, op)| Request {
+            client,
+            session,
+            number,
+            op,
+        })
 }
 
 /// A log command.
@@ -138,27 +157,28 @@ pub fn configuration() -> impl Strategy<Value = Configuration> {
         })
 }
 
-/// A valid service state: a machine built by applying operations, sessions, a configuration.
+/// A valid service state: a machine built by applying operations, sessions (in a table that
+/// may be full, so that some were retired), a configuration.
 pub fn service_state() -> impl Strategy<Value = ServiceState> {
     (
         vec(kv_op(), 0..12),
-        btree_map(id(), (1u64..10, slot(), output()), 0..4),
+        vec((id(), 0u64..3, 1u64..10, slot(), output()), 0..6),
+        1usize..6,
         configuration(),
     )
-        .prop_map(|(ops, sessions, configuration)| {
-            let mut state = ServiceState::new(configuration);
+        .prop_map(|(ops, sessions, max_sessions, configuration)| {
+            let mut state = ServiceState::new(configuration).with_max_sessions(max_sessions);
             for op in &ops {
                 state.machine.apply(op);
             }
-            for (client, (number, slot, output)) in sessions {
-                state.sessions.record(
-                    client,
-                    Session {
-                        number,
-                        slot,
-                        output,
-                    },
-                );
+            for (client, incarnation, number, slot, output) in sessions {
+                let session = Session {
+                    incarnation,
+                    number,
+                    slot,
+                    output,
+                };
+                state.sessions.record(client, session);
             }
             state
         })

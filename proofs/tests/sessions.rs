@@ -42,6 +42,7 @@ fn log() -> impl Strategy<Value = (Vec<Request>, Vec<Request>)> {
                 };
                 firsts.push(Request {
                     client: Id::from(10 + client),
+                    session: spec::IMPLICIT,
                     number: next[client] as u64 + 1,
                     op: Operation::Kv(clients[client][next[client]].clone()),
                 });
@@ -75,7 +76,7 @@ proptest! {
             let command = Command::batch(requests.to_vec());
             execute(&mut state, slot as u64, &command, |request, output| {
                 applied.entry(request).or_default().push((slot as u64, output.clone()));
-            });
+            }, |request| panic!("{request:?} expired in an unbounded table"));
         }
 
         // Exactly once: every request, and nothing else, took effect one time.
@@ -100,6 +101,42 @@ proptest! {
             prop_assert_eq!((session.slot, &session.output), (*slot, output));
         }
     }
+
+    #[test]
+    fn a_bounded_table_never_applies_a_request_twice_or_out_of_order(
+        (firsts, log) in log(),
+        batch in 1usize..4,
+        max_sessions in 1usize..4,
+    ) {
+        let mut state = ServiceState::new(Configuration::initial([Id::from(0)], 1))
+            .with_max_sessions(max_sessions);
+        let mut applied: BTreeMap<RequestId, Vec<u64>> = BTreeMap::new();
+        let mut expired: BTreeMap<RequestId, usize> = BTreeMap::new();
+        let mut order: BTreeMap<Id, Vec<u64>> = BTreeMap::new();
+        for (slot, requests) in log.chunks(batch).enumerate() {
+            let command = Command::batch(requests.to_vec());
+            execute(&mut state, slot as u64, &command, |request, _| {
+                applied.entry(request).or_default().push(slot as u64);
+                order.entry(request.client).or_default().push(request.number);
+            }, |request| *expired.entry(request).or_default() += 1);
+            prop_assert!(state.sessions.len() <= max_sessions);
+        }
+        // At most once, and each client's requests in the order it issued them.
+        prop_assert!(applied.values().all(|times| times.len() == 1));
+        for numbers in order.values() {
+            prop_assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "{:?}", numbers);
+        }
+        // A request that never took effect was refused as expired, never silently dropped.
+        for request in &firsts {
+            prop_assert!(applied.contains_key(&request.id()) || expired.contains_key(&request.id()));
+        }
+        // The table is the proof: with room for every client, nothing expired.
+        let clients: std::collections::BTreeSet<_> = firsts.iter().map(|r| r.client).collect();
+        if clients.len() <= max_sessions {
+            prop_assert!(expired.is_empty());
+            prop_assert_eq!(applied.len(), firsts.len());
+        }
+    }
 }
 
 #[test]
@@ -107,6 +144,7 @@ fn a_retry_in_the_same_batch_is_skipped() {
     // The smallest case, spelled out: a request and its retry decided in one slot.
     let request = Request {
         client: Id::from(9),
+        session: spec::IMPLICIT,
         number: 1,
         op: Operation::Kv(KvOp::Put {
             key: "k".into(),
@@ -120,6 +158,7 @@ fn a_retry_in_the_same_batch_is_skipped() {
         0,
         &Command::batch(vec![request.clone(), request]),
         |_, _| count += 1,
+        |_| panic!("nothing expires in an unbounded table"),
     );
     assert_eq!(count, 1);
 }

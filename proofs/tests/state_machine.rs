@@ -3,7 +3,7 @@
 //! that behaves exactly like the original from then on (Schneider 1990, section 3; what state
 //! transfer and recovery from a checkpoint rely on).
 
-use proofs::generate::{kv_op, operation, service_state};
+use proofs::generate::{kv_op, request, service_state};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use smr::replica::transfer::{decode_snapshot, encode_snapshot};
@@ -56,7 +56,7 @@ proptest! {
     #[test]
     fn a_service_snapshot_restores_machine_sessions_and_configuration(
         state in service_state(),
-        after in vec(operation(), 0..20),
+        after in vec(request(), 0..20),
     ) {
         // Through the very encoding that state transfer sends.
         let decoded = decode_snapshot(&encode_snapshot(&state)).unwrap();
@@ -64,13 +64,24 @@ proptest! {
         prop_assert_eq!(&decoded, &state);
         let restored = ServiceState::restore(state.snapshot()).unwrap();
         prop_assert_eq!(&restored, &state);
-        // And it goes on exactly like the original.
+        // And it goes on exactly like the original, sessions included.
         let (mut original, mut copy) = (state, restored);
-        for (slot, op) in after.iter().enumerate() {
+        for (slot, request) in after.iter().enumerate() {
             let slot = slot as u64 + 100;
-            original.begin_slot(slot);
-            copy.begin_slot(slot);
-            prop_assert_eq!(original.apply(slot, op), copy.apply(slot, op));
+            let command = spec::Command::batch(vec![request.clone()]);
+            let run = |state: &mut ServiceState| {
+                let (mut applied, mut expired) = (Vec::new(), Vec::new());
+                spec::reference::execute(
+                    state,
+                    slot,
+                    &command,
+                    |r, o| applied.push((r, o.clone())),
+                    |r| expired.push(r),
+                );
+                (applied, expired)
+            };
+            let (first, second) = (run(&mut original), run(&mut copy));
+            prop_assert_eq!(first, second);
         }
         prop_assert_eq!(original.digest(), copy.digest());
         prop_assert_eq!(original, copy);

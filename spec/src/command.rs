@@ -4,6 +4,7 @@
 use crate::configuration::{Change, ChangeOutput};
 use crate::digest::{digest_of, Digest};
 use crate::kv::{KvOp, KvOutput};
+use crate::session::{SessionId, SessionOutput};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::hash::{Hash, Hasher};
@@ -33,6 +34,9 @@ pub enum Operation {
     Kv(KvOp),
     /// A change of the cluster's membership (JOIN or QUIT), ordered through the log.
     Reconfigure(Change),
+    /// Opens the client's session (see [`crate::session`]): its only effect is the session's
+    /// entry, so executing it again is harmless.
+    OpenSession,
 }
 
 /// What the replicated service answers.
@@ -42,12 +46,16 @@ pub enum Output {
     Kv(KvOutput),
     /// The answer to a membership change.
     Reconfigure(ChangeOutput),
+    /// The answer to opening a session, or to a request of an expired one.
+    Session(SessionOutput),
 }
 
 /// A client request as it travels and as it is stored in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Request {
     pub client: ClientId,
+    /// The incarnation of the client's session that the request belongs to.
+    pub session: SessionId,
     pub number: RequestNumber,
     pub op: Operation,
 }

@@ -3,7 +3,8 @@
 //! - [`state_machine`]: the deterministic state machine trait; [`kv`]: the key-value machine.
 //! - [`command`]: requests, identified by (client id, request number), and log commands.
 //! - [`configuration`]: membership, JOIN and QUIT through the log (the α-window).
-//! - [`service`]: the replicated state, machine plus the exactly-once session table.
+//! - [`service`]: the replicated state: machine, session table and configuration.
+//! - [`session`]: the bounded exactly-once session table.
 //! - [`sequential`]: the sequential spec for stateright's linearizability tester.
 //! - [`reference`]: the reference execution of a decided log.
 //! - [`properties`]: the safety properties as pure functions.
@@ -17,6 +18,7 @@ pub mod properties;
 pub mod reference;
 pub mod sequential;
 pub mod service;
+pub mod session;
 pub mod state_machine;
 
 pub use command::{
@@ -25,5 +27,6 @@ pub use command::{
 pub use configuration::{Change, ChangeOutput, Configuration};
 pub use digest::{digest_of, Digest};
 pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
-pub use service::{ServiceSnapshot, ServiceState, Session, Sessions};
+pub use service::{ServiceSnapshot, ServiceState};
+pub use session::{Admission, Session, SessionId, SessionOutput, Sessions, IMPLICIT};
 pub use state_machine::StateMachine;

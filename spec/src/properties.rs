@@ -9,6 +9,7 @@
 use crate::command::{Command, Output, Request, RequestId, Slot};
 use crate::digest::Digest;
 use crate::reference::ReferenceExecution;
+use crate::session::SessionOutput;
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 
@@ -123,14 +124,15 @@ pub fn prefix_execution(
 
 /// Exactly-once: every reply for a request names the slot where the reference execution applied
 /// it and carries the output it produced there; replies to retries are identical to the first.
-/// A request applied twice is answered from a second slot, and so is caught here.
+/// A request applied twice is answered from a second slot, and so is caught here. A reply that
+/// says the request's session expired must name a slot where the reference found it so.
 ///
 /// A reply is sent only after its slot was executed, so by then that slot and every slot below
 /// it were chosen: a reply naming a slot the reference has not reached is reported at once (it
 /// was sent before its slot was decided, or names the wrong slot), not left for a later state
 /// that may never come.
-pub fn exactly_once(
-    replies: &BTreeMap<RequestId, (Slot, Output)>,
+pub fn exactly_once<'a>(
+    replies: impl IntoIterator<Item = (&'a RequestId, &'a (Slot, Output))>,
     reply_conflict: Option<&str>,
     reference: &ReferenceExecution,
 ) -> Result<(), Violation> {
@@ -138,27 +140,53 @@ pub fn exactly_once(
         return Err(conflict.to_string());
     }
     for (request, (slot, output)) in replies {
-        if *slot >= reference.applied() {
-            return Err(format!(
-                "request {request:?} was answered from slot {slot}, but only slots below {} have been chosen in order",
-                reference.applied()
-            ));
-        }
-        match reference.application(*request) {
-            Some((applied_at, expected)) if applied_at == *slot && expected == output => {}
-            Some((applied_at, expected)) => {
-                return Err(format!(
-                    "request {request:?} was answered from slot {slot} with {output:?}, but it was applied at slot {applied_at} with {expected:?}"
-                ))
-            }
-            None => {
-                return Err(format!(
-                    "request {request:?} was answered from slot {slot}, where it was not applied"
-                ))
-            }
-        }
+        judge_reply(*request, *slot, output, reference)?;
     }
     Ok(())
+}
+
+/// Whether two replies to the same request may both be right: they are equal, or both answer
+/// an opening of a session, which is applied again when it is decided again after its session
+/// was retired (`crate::session`). Each is still judged by [`judge_reply`].
+pub fn replies_agree(earlier: &(Slot, Output), later: &(Slot, Output)) -> bool {
+    let opened =
+        |(_, output): &(Slot, Output)| matches!(output, Output::Session(SessionOutput::Opened(_)));
+    earlier == later || (opened(earlier) && opened(later))
+}
+
+/// The rule of [`exactly_once`] for one reply.
+pub fn judge_reply(
+    request: RequestId,
+    slot: Slot,
+    output: &Output,
+    reference: &ReferenceExecution,
+) -> Result<(), Violation> {
+    if slot >= reference.applied() {
+        return Err(format!(
+            "request {request:?} was answered from slot {slot}, but only slots below {} have been chosen in order",
+            reference.applied()
+        ));
+    }
+    if *output == Output::Session(SessionOutput::Expired) {
+        return if reference.expired_at(request, slot) {
+            Ok(())
+        } else {
+            Err(format!(
+                "request {request:?} was answered that its session expired at slot {slot}, but its session was current there"
+            ))
+        };
+    }
+    match reference.application(request) {
+        Some((applied_at, expected)) if applied_at == slot && expected == output => Ok(()),
+        // An opening decided again after its session was retired opens a new incarnation.
+        Some(_) if reference.reopened_at(request, slot) == Some(output) => Ok(()),
+        Some((applied_at, expected)) => Err(format!(
+            "request {request:?} was answered from slot {slot} with {output:?}, but it was applied at slot {applied_at} with {expected:?}"
+        )),
+        None => Err(format!(
+            "request {request:?} was answered from slot {slot}, where it was not applied"
+        )),
+    }
 }
 
 /// Durability: every acknowledged request is held durably, at the slot where it was applied, by

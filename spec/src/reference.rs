@@ -2,40 +2,43 @@
 //! executed the same slots.
 //!
 //! This is the specification of exactly-once execution, written independently of the replica's
-//! code: a request is applied the first time a request of its client with a higher number than
-//! any applied before appears in the log; a retry that was decided twice is applied once.
+//! code: a request the session table admits as fresh (`Sessions::admit`: of the client's
+//! current session, with a higher number than any applied before) is applied; a retry that was
+//! decided twice is applied once; a request of a retired session is not applied.
 
 use crate::command::{Command, Output, RequestId, Slot};
 use crate::digest::Digest;
-use crate::service::{Configuration, ServiceState, Session};
+use crate::service::{Configuration, ServiceState};
+use crate::session::{Admission, Session};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Applies one decided command to `state` under exactly-once semantics, calling `applied` for
-/// every request that takes effect.
+/// every request that takes effect and `expired` for every request of a retired session.
 pub fn execute(
     state: &mut ServiceState,
     slot: Slot,
     command: &Command,
     mut applied: impl FnMut(RequestId, &Output),
+    mut expired: impl FnMut(RequestId),
 ) {
     state.begin_slot(slot);
     for request in command.requests() {
-        let fresh = state
-            .sessions
-            .get(request.client)
-            .is_none_or(|session| request.number > session.number);
-        if fresh {
-            let output = state.apply(slot, &request.op);
-            applied(request.id(), &output);
-            state.sessions.record(
-                request.client,
-                Session {
+        match state.sessions.admit(request) {
+            Admission::Fresh => {
+                let incarnation = state.sessions.incarnation_for(request);
+                let output = state.apply(slot, request);
+                applied(request.id(), &output);
+                let session = Session {
+                    incarnation,
                     number: request.number,
                     slot,
                     output,
-                },
-            );
+                };
+                state.sessions.record(request.client, session);
+            }
+            Admission::Expired => expired(request.id()),
+            Admission::Duplicate | Admission::Stale => {}
         }
     }
 }
@@ -49,6 +52,11 @@ pub struct ReferenceExecution {
     /// Where and with what output each request was applied. Shared, so that cloning a model
     /// state that holds a reference execution stays cheap.
     applications: Arc<BTreeMap<RequestId, (Slot, Output)>>,
+    /// Each request found expired, with the slots of the copies found so.
+    expirations: Arc<BTreeMap<RequestId, Vec<Slot>>>,
+    /// Openings of a session applied again, decided again after their session was retired
+    /// (the only requests the table may apply twice; see `crate::session`), by slot.
+    reopenings: Arc<BTreeMap<(RequestId, Slot), Output>>,
     /// The configuration after applying slots `0..n`, recorded at each `n` where it changed.
     configurations: Arc<Vec<(Slot, Configuration)>>,
 }
@@ -62,6 +70,8 @@ impl ReferenceExecution {
             state,
             digests,
             applications: Arc::default(),
+            expirations: Arc::default(),
+            reopenings: Arc::default(),
             configurations,
         }
     }
@@ -75,9 +85,27 @@ impl ReferenceExecution {
     pub fn apply_next(&mut self, command: &Command) {
         let slot = self.applied();
         let applications = &mut self.applications;
-        execute(&mut self.state, slot, command, |request, output| {
-            Arc::make_mut(applications).insert(request, (slot, output.clone()));
-        });
+        let expirations = &mut self.expirations;
+        let reopenings = &mut self.reopenings;
+        execute(
+            &mut self.state,
+            slot,
+            command,
+            |request, output| {
+                if applications.contains_key(&request) {
+                    debug_assert!(matches!(output, Output::Session(_)), "only openings repeat");
+                    Arc::make_mut(reopenings).insert((request, slot), output.clone());
+                } else {
+                    Arc::make_mut(applications).insert(request, (slot, output.clone()));
+                }
+            },
+            |request| {
+                Arc::make_mut(expirations)
+                    .entry(request)
+                    .or_default()
+                    .push(slot);
+            },
+        );
         self.digests.push(self.state.digest());
         let latest = &self.configurations.last().expect("never empty").1;
         if *latest != self.state.configuration {
@@ -120,11 +148,23 @@ impl ReferenceExecution {
         self.digests.get(slots as usize).copied()
     }
 
-    /// Where a request was applied, and its output, if it has been.
+    /// Where a request was first applied, and its output, if it has been.
     pub fn application(&self, request: RequestId) -> Option<(Slot, &Output)> {
         self.applications
             .get(&request)
             .map(|(slot, output)| (*slot, output))
+    }
+
+    /// The output of an opening of a session applied again at `slot`, if it was.
+    pub fn reopened_at(&self, request: RequestId, slot: Slot) -> Option<&Output> {
+        self.reopenings.get(&(request, slot))
+    }
+
+    /// Whether a copy of `request` decided at `slot` was found expired (its session retired).
+    pub fn expired_at(&self, request: RequestId, slot: Slot) -> bool {
+        self.expirations
+            .get(&request)
+            .is_some_and(|slots| slots.contains(&slot))
     }
 
     /// The reference state after all applied slots.

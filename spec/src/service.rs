@@ -3,74 +3,13 @@
 //! replica that installed a snapshot without the sessions would apply a retried request a second
 //! time, and one without the configuration would count votes in the wrong quorum.
 
-use crate::command::{ClientId, Operation, Output, RequestNumber, Slot};
+use crate::command::{Operation, Output, Request, Slot};
 pub use crate::configuration::Configuration;
-use crate::digest::{digest_of, Digest, SetDigest};
+use crate::digest::{digest_of, Digest};
 use crate::kv::KvStore;
+use crate::session::{SessionOutput, Sessions, SessionsSnapshot};
 use crate::state_machine::{RestoreError, StateMachine};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
-
-/// The last request applied for one client, and its cached answer. Clients have at most one
-/// request outstanding, so one entry per client is enough to answer any retry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Session {
-    /// Number of the last applied request.
-    pub number: RequestNumber,
-    /// Slot at which it was applied.
-    pub slot: Slot,
-    /// Its answer, returned again to a retry.
-    pub output: Output,
-}
-
-/// The session table, with a digest maintained on every change.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Sessions {
-    entries: BTreeMap<ClientId, Session>,
-    digest: SetDigest,
-}
-
-impl Hash for Sessions {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.digest.hash(state);
-    }
-}
-
-impl Sessions {
-    /// The session of `client`, if it has one.
-    pub fn get(&self, client: ClientId) -> Option<&Session> {
-        self.entries.get(&client)
-    }
-
-    /// Records the last applied request of `client`.
-    pub fn record(&mut self, client: ClientId, session: Session) {
-        self.digest.add(digest_of(&(client, &session)));
-        if let Some(old) = self.entries.insert(client, session) {
-            self.digest.remove(digest_of(&(client, &old)));
-        }
-    }
-
-    /// Number of clients with a session.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no client has a session.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// All sessions in client order.
-    pub fn iter(&self) -> impl Iterator<Item = (&ClientId, &Session)> {
-        self.entries.iter()
-    }
-
-    /// The digest of the table.
-    pub fn digest(&self) -> Digest {
-        self.digest.value()
-    }
-}
 
 /// Everything the replicas replicate: the machine, the sessions, and the configuration, with
 /// the number of slots applied to reach them.
@@ -87,11 +26,20 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    /// The state of a new cluster whose members are `configuration`.
+    /// The state of a new cluster whose members are `configuration`, with an unbounded
+    /// session table.
     pub fn new(configuration: Configuration) -> Self {
         ServiceState {
             configuration,
             ..ServiceState::default()
+        }
+    }
+
+    /// The same with a session table of at most `max_sessions` entries.
+    pub fn with_max_sessions(self, max_sessions: usize) -> Self {
+        ServiceState {
+            sessions: Sessions::with_capacity(max_sessions),
+            ..self
         }
     }
 
@@ -103,14 +51,19 @@ impl ServiceState {
         self.configuration.begin_slot(slot);
     }
 
-    /// Applies one client operation decided at `slot` (no session bookkeeping: that is the
-    /// caller's, so that exactly-once stays visible where it is decided).
-    pub fn apply(&mut self, slot: Slot, op: &Operation) -> Output {
-        match op {
+    /// Applies one client request decided at `slot` and admitted as fresh (no session
+    /// bookkeeping: that is the caller's, so that exactly-once stays visible where it is
+    /// decided). Opening a session changes nothing here: its answer is the incarnation the
+    /// caller records.
+    pub fn apply(&mut self, slot: Slot, request: &Request) -> Output {
+        match &request.op {
             Operation::Kv(op) => Output::Kv(self.machine.apply(op)),
             Operation::Reconfigure(change) => {
                 Output::Reconfigure(self.configuration.apply(slot, *change))
             }
+            Operation::OpenSession => Output::Session(SessionOutput::Opened(
+                self.sessions.incarnation_for(request),
+            )),
         }
     }
 
@@ -128,11 +81,7 @@ impl ServiceState {
     pub fn snapshot(&self) -> ServiceSnapshot {
         ServiceSnapshot {
             entries: self.machine.snapshot(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|(client, session)| (*client, session.clone()))
-                .collect(),
+            sessions: self.sessions.snapshot(),
             configuration: self.configuration.clone(),
             applied: self.applied,
         }
@@ -141,13 +90,7 @@ impl ServiceState {
     /// Rebuilds the state from a snapshot, refusing one that breaks an invariant.
     pub fn restore(snapshot: ServiceSnapshot) -> Result<Self, RestoreError> {
         let machine = KvStore::restore(snapshot.entries)?;
-        let mut sessions = Sessions::default();
-        for (client, session) in snapshot.sessions {
-            if sessions.get(client).is_some() {
-                return Err(RestoreError(format!("client {client:?} has two sessions")));
-            }
-            sessions.record(client, session);
-        }
+        let sessions = Sessions::restore(snapshot.sessions).map_err(RestoreError)?;
         let configuration = &snapshot.configuration;
         if configuration.members.is_empty() || configuration.alpha == 0 {
             return Err(RestoreError(
@@ -167,7 +110,7 @@ impl ServiceState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSnapshot {
     pub entries: <KvStore as StateMachine>::Snapshot,
-    pub sessions: Vec<(ClientId, Session)>,
+    pub sessions: SessionsSnapshot,
     pub configuration: Configuration,
     pub applied: Slot,
 }

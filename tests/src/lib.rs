@@ -47,6 +47,8 @@ pub struct ClusterOptions {
     /// Spare replicas (ids after the members), running but outside the configuration until a
     /// JOIN adds them.
     pub spares: usize,
+    /// `[limits] max_sessions` (the default otherwise).
+    pub max_sessions: Option<usize>,
 }
 
 /// A local cluster for tests.
@@ -79,6 +81,9 @@ impl TestCluster {
             "cluster = \"e2e-{}\"\n[timing]\nelection_timeout_ms = [150, 300]\nheartbeat_interval_ms = 30\n",
             std::process::id() as u64 * 1000 + u64::from(rand_u16())
         );
+        if let Some(max) = options.max_sessions {
+            text.push_str(&format!("[limits]\nmax_sessions = {max}\n"));
+        }
         let total = n + options.spares;
         let probes: Vec<std::net::UdpSocket> = (0..total)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
@@ -314,7 +319,8 @@ pub struct TestClient {
 }
 
 impl TestClient {
-    /// Runs the operations in order, with a deadline of 20 s.
+    /// Runs the operations in order, with a deadline of 20 s. The answers stop at the first
+    /// that says the session expired.
     pub async fn run(self) -> Result<Vec<(Slot, Output)>, ClientError> {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
@@ -343,13 +349,18 @@ impl TestClient {
             .run(tokio::time::sleep_until(deadline.into()))
             .await
             .map_err(|error| ClientError::Socket(std::io::Error::other(error.to_string())))?;
-        let outputs = stopped
+        let mut outputs = stopped
             .state
             .as_ref()
             .and_then(|state| state.client())
             .map(|client| client.outputs.clone())
             .unwrap_or_default();
-        if outputs.len() < operations {
+        // The answer to opening the session (`client_runtime` opens it first).
+        if !outputs.is_empty() {
+            outputs.remove(0);
+        }
+        let expired = Output::Session(spec::SessionOutput::Expired);
+        if outputs.len() < operations && outputs.last().map(|(_, o)| o) != Some(&expired) {
             return Err(ClientError::NoAnswer {
                 answered: outputs.len(),
                 replicas: self.cluster.members.values().copied().collect(),

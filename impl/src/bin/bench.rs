@@ -269,12 +269,27 @@ impl Hooks<Node> for Measure {
         let Msg::Reply { number, .. } = msg else {
             return None;
         };
-        // Request numbers count from 1; the answer to the operation in flight is number
-        // `answered + 1`. Duplicates and stale answers are not measured again.
-        if *number != self.answered as u64 + 1 {
+        // Request number 1 opens the session (see `client_runtime`): not measured, it starts
+        // the clock of the first operation.
+        if *number == 1 {
+            if self.answered > 0 {
+                return None;
+            }
+            return if self.open_loop {
+                self.due.first().copied()
+            } else {
+                if let Some(first) = self.due.first_mut() {
+                    *first = arrival;
+                }
+                None
+            };
+        }
+        // The answer to the operation in flight is number `answered + 2`. Duplicates and stale
+        // answers are not measured again.
+        if *number != self.answered as u64 + 2 {
             // A duplicate of the answer just recorded is held as long as the original, so the
             // client does not send its next request early.
-            return if self.open_loop && *number == self.answered as u64 {
+            return if self.open_loop && *number == self.answered as u64 + 1 {
                 self.due.get(self.answered).copied()
             } else {
                 None
@@ -309,7 +324,7 @@ impl Hooks<Node> for Measure {
     fn should_stop(&mut self, state: &NodeState) -> bool {
         state
             .client()
-            .is_some_and(|client| client.next >= self.due.len())
+            .is_some_and(|client| client.next > self.due.len() || client.expired)
     }
 }
 

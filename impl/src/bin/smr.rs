@@ -175,6 +175,9 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
             Output::Reconfigure(ChangeOutput::Refused(why)) => {
                 return Err(format!("refused: {why}").into());
             }
+            Output::Session(_) => {
+                return Err(format!("unexpected answer {output:?} from the cluster").into());
+            }
         };
         let text = match output {
             KvOutput::Value(Some(value)) => value.to_string(),

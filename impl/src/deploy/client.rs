@@ -33,6 +33,12 @@ pub enum ClientError {
         answered: usize,
         replicas: Vec<SocketAddr>,
     },
+    /// The cluster retired the client's session before operation number `operation` (from 1)
+    /// was answered; `answered` operations had completed.
+    SessionExpired {
+        answered: usize,
+        operation: usize,
+    },
     Socket(std::io::Error),
 }
 
@@ -47,6 +53,10 @@ impl std::fmt::Display for ClientError {
                     addresses.join(", ")
                 )
             }
+            ClientError::SessionExpired { answered, operation } => write!(
+                f,
+                "session expired: the cluster retired this client's session before it answered operation {operation} ({answered} operation(s) completed), so operation {operation} may or may not have taken effect; its session table is full ([limits] max_sessions) and retires the least recently used session. Check the state before repeating it."
+            ),
             ClientError::Socket(error) => write!(f, "socket: {error}"),
         }
     }
@@ -80,12 +90,13 @@ impl Hooks<Node> for UntilDone {
     fn should_stop(&mut self, state: &NodeState) -> bool {
         state
             .client()
-            .is_some_and(|client| client.next >= self.operations)
+            .is_some_and(|client| client.next >= self.operations || client.expired)
     }
 }
 
 /// A client actor for `ops`, as a runtime on `socket`. The actor tries the replicas in id
-/// order, and the replicas forward to the leader.
+/// order, and the replicas forward to the leader. It opens its session first: request number 1
+/// is the opening, and `ops` are numbered from 2.
 pub fn client_runtime(
     id: Id,
     cluster: u64,
@@ -97,7 +108,7 @@ pub fn client_runtime(
 ) -> Runtime<Node> {
     let client = Client {
         replicas: replicas.keys().copied().collect(),
-        ops,
+        ops: std::iter::once(Operation::OpenSession).chain(ops).collect(),
         max_attempts: u32::MAX,
         retry_timeout,
         delay_start: false,
@@ -129,7 +140,8 @@ pub fn runtime_for(
     .with_hooks(Box::new(UntilDone { operations }))
 }
 
-/// Runs `ops` in order as one fresh client and returns each answer with its slot.
+/// Runs `ops` in order as one fresh client and returns each answer with its slot (not the
+/// answer to opening the session).
 pub async fn run_operations(
     cluster: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
@@ -167,13 +179,24 @@ pub async fn run_operations(
                 ClientError::Socket(std::io::Error::other(error))
             }
         })?;
-    let outputs = stopped
+    let mut outputs = stopped
         .state
         .as_ref()
         .and_then(NodeState::client)
         .map(|client| client.outputs.clone())
         .unwrap_or_default();
-    if outputs.len() < operations {
+    let opened = !outputs.is_empty();
+    if opened {
+        outputs.remove(0);
+    }
+    let expired = Output::Session(spec::SessionOutput::Expired);
+    if let Some(position) = outputs.iter().position(|(_, output)| *output == expired) {
+        return Err(ClientError::SessionExpired {
+            answered: position,
+            operation: position + 1,
+        });
+    }
+    if !opened || outputs.len() < operations {
         return Err(ClientError::NoAnswer {
             answered: outputs.len(),
             replicas: replicas.values().copied().collect(),

@@ -20,6 +20,7 @@
 //! window = 1                   # but a window of DEPLOYED_WINDOW
 //! max_batch_requests = 512
 //! checkpoint_interval = 128    # slots between checkpoints; DEPLOYED_CHECKPOINT_INTERVAL
+//! max_sessions = 16384         # client sessions kept; the least recently used is retired
 //! ```
 
 use crate::replica::{Limits, ReplicaConfig};
@@ -100,6 +101,7 @@ struct LimitsFile {
     max_queue: Option<usize>,
     max_payload_bytes: Option<usize>,
     checkpoint_interval: Option<u64>,
+    max_sessions: Option<usize>,
 }
 
 /// A checked cluster configuration.
@@ -280,6 +282,9 @@ fn apply_limits(file: &LimitsFile, limits: &mut Limits) -> Result<(), ConfigErro
         &mut limits.max_batch_bytes,
     )?;
     positive("max_queue", file.max_queue, &mut limits.max_queue)?;
+    // Replicated state, like the window: every replica must have the same value when the
+    // cluster is created (a replica recovering from a checkpoint keeps the checkpoint's).
+    positive("max_sessions", file.max_sessions, &mut limits.max_sessions)?;
     positive(
         "max_payload_bytes",
         file.max_payload_bytes,

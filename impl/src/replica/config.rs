@@ -32,7 +32,16 @@ pub struct Limits {
     /// Slots for which checkpoint votes from other replicas are kept while this replica has
     /// not reached them yet.
     pub max_pending_checkpoints: usize,
+    /// Client sessions the replicated session table holds; a new session beyond it retires the
+    /// least recently used one (`spec::session`). Replicated state, like `window`: fixed when
+    /// the cluster is created.
+    pub max_sessions: usize,
 }
+
+/// The deployed default of [`Limits::max_sessions`]: room for many more clients than a
+/// cluster serves at once, while a snapshot of the table stays a few megabytes (a session
+/// holds its last answer, so large values make it larger).
+pub const DEFAULT_MAX_SESSIONS: usize = 16_384;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -45,6 +54,7 @@ impl Default for Limits {
             max_chunk_bytes: 32 * 1024,
             max_snapshot_bytes: 1 << 30,
             max_pending_checkpoints: 4,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! the same commands in the same order). Each client request is applied at most once: the
 //! session table remembers each client's last applied request number and its answer, so a
 //! request decided twice (a retry proposed again) is skipped, and a retry is answered from the
-//! table.
+//! table. The table is bounded; a request of a session it retired is answered "expired", never
+//! applied (`spec::session` says why that is safe).
 
 use super::state::ReplicaState;
 use super::Replica;
@@ -12,7 +13,7 @@ use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::marks::{self, Mark};
 use crate::message::Msg;
-use spec::{Command, Output, Request, Session, Slot};
+use spec::{Admission, Command, Output, Request, Session, SessionOutput, Slot};
 use stateright::actor::Id;
 
 impl Replica {
@@ -72,50 +73,76 @@ impl Replica {
         // The leader answers; followers execute silently. A client whose answer is lost
         // retries, and the then-leader answers from the session table.
         let answer = state.is_leader() && !self.config.has_bug(SeededBug::ReplyBeforeExecute);
-        let session = state.service.sessions.get(request.client);
-        let fresh = self.config.has_bug(SeededBug::SessionNotConsulted)
-            || session.is_none_or(|session| request.number > session.number);
-        if fresh {
-            let output = match &request.op {
-                spec::Operation::Reconfigure(change)
-                    if self.config.has_bug(SeededBug::ConcurrentReconfig) =>
-                {
-                    // The bug: a change pending is forgotten and replaced by this one.
-                    state.service.configuration.pending = None;
-                    Output::Reconfigure(state.service.configuration.apply(slot, *change))
+        let reply = |number, slot, output| Msg::Reply {
+            number,
+            slot,
+            output,
+        };
+        match self.admit(state, request) {
+            Admission::Fresh => {
+                let incarnation = state.service.sessions.incarnation_for(request);
+                let output = match &request.op {
+                    spec::Operation::Reconfigure(change)
+                        if self.config.has_bug(SeededBug::ConcurrentReconfig) =>
+                    {
+                        // The bug: a change pending is forgotten and replaced by this one.
+                        state.service.configuration.pending = None;
+                        Output::Reconfigure(state.service.configuration.apply(slot, *change))
+                    }
+                    _ => state.service.apply(slot, request),
+                };
+                if answer {
+                    fx.send(request.client, reply(request.number, slot, output.clone()));
                 }
-                op => state.service.apply(slot, op),
-            };
-            if answer {
-                fx.send(
-                    request.client,
-                    Msg::Reply {
-                        number: request.number,
-                        slot,
-                        output: output.clone(),
-                    },
-                );
-            }
-            state.service.sessions.record(
-                request.client,
-                Session {
+                let session = Session {
+                    incarnation,
                     number: request.number,
                     slot,
                     output,
-                },
-            );
-        } else if let Some(session) = session.filter(|s| s.number == request.number) {
-            marks::hit(Mark::DuplicateNotApplied);
-            if answer {
-                fx.send(
-                    request.client,
-                    Msg::Reply {
-                        number: session.number,
-                        slot: session.slot,
-                        output: session.output.clone(),
-                    },
-                );
+                };
+                if state
+                    .service
+                    .sessions
+                    .record(request.client, session)
+                    .is_some()
+                {
+                    marks::hit(Mark::SessionRetired);
+                }
             }
+            Admission::Duplicate => {
+                marks::hit(Mark::DuplicateNotApplied);
+                let session = state.service.sessions.get(request.client);
+                if let Some(session) = session.filter(|_| answer) {
+                    let output = session.output.clone();
+                    fx.send(request.client, reply(session.number, session.slot, output));
+                }
+            }
+            Admission::Stale => {}
+            Admission::Expired => {
+                // Its session was retired: whether an earlier copy was applied cannot be
+                // known any more, so it is not applied now, and the client is told.
+                marks::hit(Mark::SessionExpired);
+                if answer {
+                    let output = Output::Session(SessionOutput::Expired);
+                    fx.send(request.client, reply(request.number, slot, output));
+                }
+            }
+        }
+    }
+
+    /// What the session table says of `request` (`spec::session`), or what a seeded bug makes
+    /// of it.
+    fn admit(&self, state: &ReplicaState, request: &Request) -> Admission {
+        let admission = state.service.sessions.admit(request);
+        let forgets = match admission {
+            Admission::Duplicate | Admission::Stale => SeededBug::SessionNotConsulted,
+            Admission::Expired => SeededBug::RetiredSessionReexecutes,
+            Admission::Fresh => return admission,
+        };
+        if self.config.has_bug(forgets) {
+            Admission::Fresh
+        } else {
+            admission
         }
     }
 }

@@ -140,7 +140,8 @@ impl Replica {
                 ServiceState::new(Configuration::initial(
                     self.config.members.iter().copied(),
                     self.config.limits.window as u64,
-                )),
+                ))
+                .with_max_sessions(self.config.limits.max_sessions),
                 0,
             ),
         };

@@ -12,7 +12,7 @@ use crate::bugs::SeededBug;
 use crate::effects::Effects;
 use crate::marks::{self, Mark};
 use crate::message::{Msg, SizeBound};
-use spec::{Command, Request, Slot};
+use spec::{Admission, Command, Request, Slot};
 use stateright::actor::Id;
 use std::borrow::Cow;
 
@@ -40,10 +40,15 @@ impl Replica {
             return;
         };
         if !self.config.has_bug(SeededBug::SessionNotConsulted) {
-            if let Some(session) = state.service.sessions.get(request.client) {
-                if request.number == session.number {
+            // Judged by the executed state, which may lag the log: a request that looks
+            // expired here may belong to a session opened in a slot not executed yet, so only
+            // what is certain is answered now; execution judges the rest.
+            match state.service.sessions.admit(&request) {
+                Admission::Duplicate => {
                     // A retry of an executed request: answer it again, never re-execute it.
                     marks::hit(Mark::RetryAnsweredFromSession);
+                    let session = state.service.sessions.get(request.client);
+                    let session = session.expect("a duplicate has a session");
                     fx.send(
                         request.client,
                         Msg::Reply {
@@ -54,16 +59,17 @@ impl Replica {
                     );
                     return;
                 }
-                if request.number < session.number {
+                Admission::Stale => {
                     marks::hit(Mark::OlderRequestIgnored);
                     return; // Older than the last answered request: the client moved on.
                 }
+                Admission::Fresh | Admission::Expired => {}
             }
         }
         if self.config.has_bug(SeededBug::StaleLocalRead) {
             if let spec::Operation::Kv(spec::KvOp::Get { .. }) = &request.op {
                 // The bug: answer from the executed state, without the log.
-                let output = state.service.clone().apply(state.executed, &request.op);
+                let output = state.service.clone().apply(state.executed, &request);
                 fx.send(
                     request.client,
                     Msg::Reply {
@@ -120,9 +126,13 @@ impl Replica {
             if slot >= state.executed + alpha {
                 break;
             }
-            if state.log.contains_key(&slot) {
-                // Decided already (learned by catch-up); followers that miss it catch up too.
+            if slot < state.executed || state.log.contains_key(&slot) {
+                // Decided already (learned by catch-up, perhaps executed and truncated since:
+                // a long Phase 1 in pages lets the executed prefix pass `next_slot`); followers
+                // that miss it catch up too. Proposing it again would count the votes in the
+                // configuration in force now, not in the slot's own.
                 if let Role::Leader(leadership) = &mut state.role {
+                    leadership.adopted.remove(&slot);
                     leadership.next_slot += 1;
                 }
                 continue;
@@ -251,7 +261,7 @@ impl Replica {
             // The bug: answer from the current state before the batch is even decided.
             let mut speculative = state.service.clone();
             for request in &batch {
-                let output = speculative.apply(slot, &request.op);
+                let output = speculative.apply(slot, request);
                 fx.send(
                     request.client,
                     Msg::Reply {

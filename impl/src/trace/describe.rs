@@ -42,6 +42,7 @@ pub struct ReplicaDescription {
     pub max_chunk_bytes: usize,
     pub max_snapshot_bytes: u64,
     pub max_pending_checkpoints: usize,
+    pub max_sessions: usize,
     pub election_timeout: Range<Duration>,
     pub heartbeat_interval: Option<Range<Duration>>,
     pub checkpoint_interval: Option<u64>,
@@ -81,6 +82,7 @@ impl NodeDescription {
                     max_chunk_bytes: c.limits.max_chunk_bytes,
                     max_snapshot_bytes: c.limits.max_snapshot_bytes,
                     max_pending_checkpoints: c.limits.max_pending_checkpoints,
+                    max_sessions: c.limits.max_sessions,
                     election_timeout: c.election_timeout.clone(),
                     heartbeat_interval: c.heartbeat_interval.clone(),
                     checkpoint_interval: c.checkpoint_interval,
@@ -131,7 +133,7 @@ impl NodeDescription {
                     max_chunk_bytes: r.max_chunk_bytes,
                     max_snapshot_bytes: r.max_snapshot_bytes,
                     max_pending_checkpoints: r.max_pending_checkpoints,
-                    ..config.limits
+                    max_sessions: r.max_sessions,
                 };
                 config.limits = limits;
                 config.election_timeout = r.election_timeout.clone();

@@ -26,7 +26,7 @@ use crate::SmrModel;
 use smr::{Ballot, Msg, Node};
 use spec::properties::{self, ReplicaView};
 use spec::reference::ReferenceExecution;
-use spec::{digest_of, Command, Digest, Output, RequestId, RequestNumber, Slot};
+use spec::{Command, Digest, Output, RequestId, RequestNumber, Slot};
 use stateright::actor::{Command as Out, Id};
 use std::collections::BTreeMap;
 
@@ -80,8 +80,8 @@ pub struct Incremental<'m> {
     chosen_ballot: FastMap<Slot, Ballot>,
     chosen: BTreeMap<Slot, Command>,
     reference: ReferenceExecution,
-    /// Every reply sent, by request: the digest of (slot, output).
-    replies: FastMap<RequestId, Digest>,
+    /// The first reply sent to each request: its slot and output.
+    replies: FastMap<RequestId, (Slot, Output)>,
     /// Each client's operation in flight: its number and the latest place returned before it
     /// was invoked.
     invoked: FastMap<Id, (RequestNumber, Option<Place>)>,
@@ -117,9 +117,7 @@ impl<'m> Incremental<'m> {
 
     fn submitted(&self, request: &spec::Request) -> bool {
         match self.model.actors.get(usize::from(request.client)) {
-            Some(Node::Client(client)) => {
-                client.request(request.client, request.number).as_ref() == Some(request)
-            }
+            Some(Node::Client(client)) => client.sends(request),
             _ => false,
         }
     }
@@ -150,8 +148,7 @@ impl<'m> Incremental<'m> {
         output: Output,
         found: &mut Vec<(&'static str, String)>,
     ) {
-        let one = BTreeMap::from([(request, (slot, output))]);
-        if let Err(why) = properties::exactly_once(&one, None, &self.reference) {
+        if let Err(why) = properties::judge_reply(request, slot, &output, &self.reference) {
             found.push(("exactly-once", why));
         }
     }
@@ -251,14 +248,23 @@ impl<'m> Incremental<'m> {
                     client: dst,
                     number: *number,
                 };
-                let seen = digest_of(&(slot, output));
-                match self.replies.insert(request, seen) {
-                    Some(earlier) if earlier != seen => found.push((
-                        "exactly-once",
-                        format!("request {request:?} was answered twice, differently (the second time from slot {slot} with {output:?})"),
-                    )),
-                    Some(_) => {}
-                    None => self.check_durability(request, *slot, world, found),
+                // An answer that the session expired is no acknowledgement (a request answered
+                // once may later find its session retired), and a reopening may answer an
+                // opening again: each reply is judged on its own below.
+                let expired = *output == Output::Session(spec::SessionOutput::Expired);
+                let reply = (*slot, output.clone());
+                if !expired {
+                    match self.replies.get(&request) {
+                        Some(earlier) if !properties::replies_agree(earlier, &reply) => found.push((
+                            "exactly-once",
+                            format!("request {request:?} was answered twice, differently (the second time from slot {slot} with {output:?})"),
+                        )),
+                        Some(_) => {}
+                        None => {
+                            self.replies.insert(request, reply);
+                            self.check_durability(request, *slot, world, found);
+                        }
+                    }
                 }
                 // Judged at once: its slot was chosen, with every slot below it, before the
                 // reply was sent (a reply for a slot not chosen yet is a violation).
