@@ -100,8 +100,6 @@ marks! {
     BatchSplit = "replication.batch-split",
     /// A slot waits for the promises of a new configuration's members.
     WaitsForNewMembers = "replication.waits-for-new-members",
-    /// The leader is not a member of the slot's configuration (its QUIT is in force there).
-    LeaderNotInSlotConfiguration = "replication.leader-not-in-slot-configuration",
     /// A new configuration's members are asked for their promises.
     NewMembersAsked = "replication.new-members-asked",
     /// An Accept below the acceptor's log start is ignored.

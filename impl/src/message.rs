@@ -126,7 +126,8 @@ pub trait SizeBound {
 
 impl SizeBound for Request {
     fn size_bound(&self) -> usize {
-        // Client id, incarnation and number, the operation's tags and lengths.
+        // Client id, incarnation and number, the operation's tags and lengths (the client's
+        // error message names it: `deploy::client`).
         const FIXED: usize = 48;
         let spec::Operation::Kv(op) = &self.op else {
             return FIXED; // A membership change (two ids) or a session's opening.

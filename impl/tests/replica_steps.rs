@@ -178,3 +178,54 @@ fn a_leader_that_learns_another_decision_where_it_proposed_steps_down() {
         "the test reached the branch it is about"
     );
 }
+
+/// Issue 14: a request larger than `Limits::max_request_bytes` could not be replicated (its
+/// batch would not fit an Accept or a promise page): the leader drops it instead of proposing
+/// it, and proposes a request of exactly the limit.
+#[test]
+fn a_leader_drops_a_request_it_could_not_replicate() {
+    let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
+    let config = ReplicaConfig::new(vec![zero, one, two]);
+    let limit = config.limits.max_request_bytes();
+    let (mut replica, _) = Stepped::start(config, one, Storage::default());
+    replica.fire(Timer::Election);
+    let ballot = replica.replica().ballot();
+    replica.deliver(
+        two,
+        Msg::Promise {
+            ballot,
+            log_start: 0,
+            accepted: Vec::new(),
+            complete: true,
+            checkpoint: 0,
+            rebuilt: BTreeMap::new(),
+        },
+    );
+    assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
+    let client = Id::from(3);
+    let put = |number, bytes: usize| spec::Request {
+        client,
+        session: spec::IMPLICIT,
+        number,
+        op: spec::Operation::Kv(spec::KvOp::Put {
+            key: "k".into(),
+            value: "v".repeat(bytes - 48 - 1).into(),
+        }),
+    };
+    use smr::message::SizeBound;
+    assert_eq!(put(1, limit + 1).size_bound(), limit + 1);
+    let sent = replica.deliver(client, Msg::Request(put(1, limit + 1)));
+    let Role::Leader(leadership) = &replica.replica().role else {
+        unreachable!()
+    };
+    assert!(leadership.proposals.is_empty() && leadership.queue.is_empty());
+    assert!(sent.is_empty(), "nothing is sent for it: {sent:?}");
+    replica.deliver(client, Msg::Request(put(2, limit)));
+    let Role::Leader(leadership) = &replica.replica().role else {
+        unreachable!()
+    };
+    assert!(
+        leadership.proposals.contains_key(&0),
+        "the largest request is proposed"
+    );
+}

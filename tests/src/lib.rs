@@ -376,6 +376,7 @@ pub async fn run_client(
     ops: Vec<KvOp>,
 ) -> Result<Vec<(Slot, Output)>, ClientError> {
     let options = ClientOptions {
+        max_request_bytes: cluster.replica.limits.max_request_bytes(),
         deadline: Instant::now() + Duration::from_secs(20),
         retry_timeout: Duration::from_millis(100)..Duration::from_millis(150),
     };

@@ -149,6 +149,7 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
     };
     let retry = Duration::from_millis(arguments.retry_ms.max(1));
     let options = ClientOptions {
+        max_request_bytes: cluster.replica.limits.max_request_bytes(),
         deadline,
         retry_timeout: retry..retry + retry / 2,
     };

@@ -3,10 +3,11 @@
 
 use super::node_digest;
 use crate::client::Client;
+use crate::message::SizeBound;
 use crate::node::{Node, NodeState};
 use crate::runtime::peers::id_of_wire;
 use crate::runtime::{Hooks, Runtime, SplitMix64, FIRST_CLIENT_ID};
-use spec::{Operation, Output, Slot};
+use spec::{Operation, Output, Request, Slot};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,6 +24,9 @@ pub struct ClientOptions {
     /// How long to wait for an answer before sending again (to the next replica every other
     /// time).
     pub retry_timeout: Range<Duration>,
+    /// The cluster's [`crate::replica::Limits::max_request_bytes`]: larger requests are
+    /// refused before anything is sent.
+    pub max_request_bytes: usize,
 }
 
 /// Why client operations did not complete.
@@ -32,6 +36,12 @@ pub enum ClientError {
     NoAnswer {
         answered: usize,
         replicas: Vec<SocketAddr>,
+    },
+    /// Operation number `operation` (from 1) is larger than the cluster accepts.
+    TooLarge {
+        operation: usize,
+        bytes: usize,
+        limit: usize,
     },
     /// The cluster retired the client's session before operation number `operation` (from 1)
     /// was answered; `answered` operations had completed.
@@ -56,6 +66,14 @@ impl std::fmt::Display for ClientError {
             ClientError::SessionExpired { answered, operation } => write!(
                 f,
                 "session expired: the cluster retired this client's session before it answered operation {operation} ({answered} operation(s) completed), so operation {operation} may or may not have taken effect; its session table is full ([limits] max_sessions) and retires the least recently used session. Check the state before repeating it."
+            ),
+            ClientError::TooLarge {
+                operation,
+                bytes,
+                limit,
+            } => write!(
+                f,
+                "operation {operation} is too large: it takes {bytes} bytes (its key and values and {REQUEST_OVERHEAD} bytes of header), above the cluster's limit of {limit} bytes per request ([limits] max_batch_bytes); nothing was sent"
             ),
             ClientError::Socket(error) => write!(f, "socket: {error}"),
         }
@@ -140,14 +158,34 @@ pub fn runtime_for(
     .with_hooks(Box::new(UntilDone { operations }))
 }
 
+/// The size bound of a request beyond its key and values (`message::SizeBound`).
+const REQUEST_OVERHEAD: usize = 48;
+
 /// Runs `ops` in order as one fresh client and returns each answer with its slot (not the
-/// answer to opening the session).
+/// answer to opening the session). An operation larger than the cluster accepts is refused
+/// before anything is sent.
 pub async fn run_operations(
     cluster: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
     ops: Vec<Operation>,
     options: ClientOptions,
 ) -> Result<Vec<(Slot, Output)>, ClientError> {
+    for (index, op) in ops.iter().enumerate() {
+        let request = Request {
+            client: Id::from(0),
+            session: spec::IMPLICIT,
+            number: 0,
+            op: op.clone(),
+        };
+        let bytes = request.size_bound();
+        if bytes > options.max_request_bytes {
+            return Err(ClientError::TooLarge {
+                operation: index + 1,
+                bytes,
+                limit: options.max_request_bytes,
+            });
+        }
+    }
     let first = *replicas.values().next().ok_or(ClientError::NoAnswer {
         answered: 0,
         replicas: Vec::new(),

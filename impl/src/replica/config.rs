@@ -43,6 +43,17 @@ pub struct Limits {
 /// holds its last answer, so large values make it larger).
 pub const DEFAULT_MAX_SESSIONS: usize = 16_384;
 
+impl Limits {
+    /// The largest client request, by its size bound (`message::SizeBound`): one batch holds
+    /// at least one request of this size, and a batch always fits one Accept, one promise page
+    /// and one catch-up page (the configuration keeps `max_batch_bytes` below the datagram
+    /// limit), so a request within it can always be replicated, through any election. Clients
+    /// refuse larger ones before sending, naming this limit; replicas drop them.
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_batch_bytes
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

@@ -29,6 +29,11 @@ impl Replica {
         if request.client != src && !forwarded {
             return; // A request speaks only for its sender, or is forwarded by a replica.
         }
+        if request.size_bound() > self.config.limits.max_request_bytes() {
+            // It could not be replicated: its batch would not fit an Accept or a promise page.
+            // Honest clients refuse it before sending (`deploy::client`).
+            return;
+        }
         let Some(leadership) = state.leadership() else {
             // Forward it (once) to the leader, which answers the client directly; the client
             // learns the leader from who answers. Without a known leader the request is
@@ -139,9 +144,11 @@ impl Replica {
             }
             let electorate = self.electorate(state, slot);
             if !electorate.contains(id) {
-                // Not a member there: its QUIT is in force from this slot, and it steps down
-                // once it executes up to here.
-                marks::hit(Mark::LeaderNotInSlotConfiguration);
+                // Not a member there. Unreachable while the leader may lead (`can_lead`: it
+                // steps down when it executes its own QUIT, so every slot from its executed
+                // prefix on includes it, and slots below are skipped above); a guard, not a
+                // marked branch, since proposing here would count the wrong electorate. (It was
+                // reached only by re-proposing below the executed prefix, proofs/SAFETY.md §10.)
                 break;
             }
             if !self.is_quorum(leadership.promises.by, electorate) {
