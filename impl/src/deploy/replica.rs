@@ -73,6 +73,7 @@ pub fn start_replica(
                 .map(|m| wire_id(*m))
                 .collect(),
             window: cluster.replica.limits.window as u64,
+            max_sessions: Some(cluster.replica.limits.max_sessions as u64),
         }),
     };
     let (store, opened) =

@@ -13,8 +13,9 @@
 //! cluster 0x00000000000000ab     the cluster id (the digest of its name)
 //! replica 1                      the replica id
 //! created 1764658000 new-cluster when (Unix seconds) and how: new-cluster or recovered
-//! members 0 1 2                  the cluster's first configuration, and its window (α):
-//! window 1                       both are replicated state and must never change
+//! members 0 1 2                  the cluster's first configuration, its window (α) and the
+//! window 1                       size of its session table: replicated state, which must
+//! max_sessions 16384             never change (absent in directories made before it)
 //! state started                  new (never saved state) or started
 //! ```
 
@@ -46,11 +47,14 @@ impl Identity {
     }
 }
 
-/// A cluster's first configuration and window (α), which every replica must agree on forever.
+/// A cluster's first configuration, window (α) and session-table size, which every replica
+/// must agree on forever.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Genesis {
     pub members: Vec<u64>,
     pub window: u64,
+    /// `None` in a directory created before the table was bounded: not checked then.
+    pub max_sessions: Option<u64>,
 }
 
 /// How a data directory was created.
@@ -102,6 +106,9 @@ impl IdentityRecord {
             let members: Vec<String> = genesis.members.iter().map(u64::to_string).collect();
             let _ = writeln!(text, "members {}", members.join(" "));
             let _ = writeln!(text, "window {}", genesis.window);
+            if let Some(max) = genesis.max_sessions {
+                let _ = writeln!(text, "max_sessions {max}");
+            }
         }
         let _ = writeln!(
             text,
@@ -123,7 +130,7 @@ impl IdentityRecord {
             started: has_state,
         };
         let (mut cluster, mut replica, mut state) = (None, None, None);
-        let (mut members, mut window) = (None, None);
+        let (mut members, mut window, mut max_sessions) = (None, None, None);
         match format {
             FORMAT | FORMAT_1 => {}
             other => return Err(format!("not an identity file (first line {other:?})")),
@@ -158,6 +165,7 @@ impl IdentityRecord {
                     )
                 }
                 "window" => window = Some(number(value)?),
+                "max_sessions" => max_sessions = Some(number(value)?),
                 "state" => {
                     state = Some(match value {
                         "new" => false,
@@ -176,7 +184,11 @@ impl IdentityRecord {
             cluster,
             replica,
             genesis: match (members, window) {
-                (Some(members), Some(window)) => Some(Genesis { members, window }),
+                (Some(members), Some(window)) => Some(Genesis {
+                    members,
+                    window,
+                    max_sessions,
+                }),
                 _ => None,
             },
         };
@@ -197,7 +209,21 @@ impl IdentityRecord {
             )));
         }
         match (&found.genesis, &expected.genesis) {
-            (Some(found), Some(expected)) if found != expected => {
+            (Some(found), Some(expected))
+                if found.max_sessions.is_some()
+                    && expected.max_sessions.is_some()
+                    && found.max_sessions != expected.max_sessions =>
+            {
+                Some(Mismatch::Genesis(format!(
+                    "the configuration file gives [limits] max_sessions = {}, but this cluster was created with {}: the session table is replicated state and its size cannot change (restore max_sessions = {})",
+                    expected.max_sessions.unwrap_or_default(),
+                    found.max_sessions.unwrap_or_default(),
+                    found.max_sessions.unwrap_or_default()
+                )))
+            }
+            (Some(found), Some(expected))
+                if (&found.members, found.window) != (&expected.members, expected.window) =>
+            {
                 Some(Mismatch::Genesis(format!(
                     "the configuration file gives the cluster's first configuration as members {:?} with window {}, but this cluster was created with members {:?} and window {}: both are replicated state and cannot change (change membership with `smr join` and `smr quit`; restore the original [[replica]] entries and [limits] window)",
                     expected.members, expected.window, found.members, found.window
@@ -229,6 +255,7 @@ mod tests {
             genesis: Some(Genesis {
                 members: vec![0, 1, 2],
                 window: 1,
+                max_sessions: Some(16_384),
             }),
         };
         for creation in [Creation::NewCluster, Creation::Recovered] {
@@ -258,6 +285,7 @@ mod tests {
                 genesis: Some(Genesis {
                     members: vec![0, 1, 2],
                     window: 1,
+                    max_sessions: Some(4),
                 }),
                 ..Identity::plain(0xab, 2)
             },
@@ -267,6 +295,7 @@ mod tests {
             genesis: Some(Genesis {
                 members: vec![0, 1, 2],
                 window: 8,
+                max_sessions: Some(4),
             }),
             ..Identity::plain(0xab, 2)
         };
@@ -277,6 +306,27 @@ mod tests {
             why.contains("window 8") && why.contains("window 1"),
             "{why}"
         );
+        let other_table = Identity {
+            genesis: Some(Genesis {
+                members: vec![0, 1, 2],
+                window: 1,
+                max_sessions: Some(8),
+            }),
+            ..Identity::plain(0xab, 2)
+        };
+        let Some(Mismatch::Genesis(why)) = created.mismatch(&other_table) else {
+            panic!("a changed session table size is refused");
+        };
+        assert!(
+            why.contains("max_sessions = 8") && why.contains("with 4"),
+            "{why}"
+        );
+        // A directory made before the table was bounded records no size: not checked.
+        let mut older = created.clone();
+        if let Some(genesis) = older.identity.genesis.as_mut() {
+            genesis.max_sessions = None;
+        }
+        assert!(older.mismatch(&other_table).is_none());
         assert!(IdentityRecord::parse("garbage", false).is_err());
     }
 }

@@ -1234,7 +1234,11 @@ mod tests {
     fn a_cluster_file_that_changes_the_first_configuration_or_window_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let with = |members: Vec<u64>, window| Identity {
-            genesis: Some(super::super::identity::Genesis { members, window }),
+            genesis: Some(super::super::identity::Genesis {
+                members,
+                window,
+                max_sessions: None,
+            }),
             ..IDENTITY
         };
         let created = with(vec![0, 1, 2], 1);
