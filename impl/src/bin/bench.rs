@@ -81,6 +81,9 @@ struct Arguments {
     /// Slots between checkpoints (the log is truncated at each stable checkpoint).
     #[arg(long)]
     checkpoint_interval: Option<u64>,
+    /// Client sessions the replicated table holds (`[limits] max_sessions`).
+    #[arg(long)]
+    max_sessions: Option<usize>,
     /// Record a trace of every step of every replica and client into this directory, for
     /// `cargo run --release -p model -- conform DIR`.
     #[arg(long)]
@@ -137,6 +140,9 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(interval) = arguments.checkpoint_interval {
         config.push_str(&format!("checkpoint_interval = {interval}\n"));
+    }
+    if let Some(max) = arguments.max_sessions {
+        config.push_str(&format!("max_sessions = {max}\n"));
     }
     let cluster = Cluster::parse(&config)?;
     let inline_commit = arguments.inline_commit;
@@ -229,6 +235,7 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     print_report(&arguments, &cluster, &report, &statuses);
+    print_footprint(&cluster, &report, &statuses, data.path());
     Ok(())
 }
 
@@ -239,6 +246,8 @@ struct Report {
     measured: Duration,
     retries_hint: u64,
     total: u64,
+    /// Client actors started, each with a session of its own.
+    clients: u64,
 }
 
 /// Latencies and counts shared by the clients of the load thread.
@@ -379,6 +388,7 @@ async fn drive(
         measured: window.1 - window.0,
         retries_hint: shared.slow,
         total: shared.total,
+        clients: ids.load(Ordering::Relaxed) - FIRST_LOGICAL_CLIENT_ID,
     })
 }
 
@@ -533,4 +543,61 @@ fn print_report(
             }
         }
     }
+}
+
+/// What the run left behind: sessions in the table, the replicas' data directories, and the
+/// process's peak memory (the replicas run in this process), so that a long run shows whether
+/// they stay flat.
+fn print_footprint(
+    cluster: &Cluster,
+    report: &Report,
+    statuses: &std::collections::BTreeMap<Id, smr::deploy::status::StatusAnswer>,
+    data: &std::path::Path,
+) {
+    let sessions: Vec<String> = statuses
+        .values()
+        .filter_map(|answer| answer.status.as_ref())
+        .map(|status| status.sessions.to_string())
+        .collect();
+    println!(
+        "sessions: {} opened over the run; the replicas hold [{}] (max_sessions {})",
+        report.clients,
+        sessions.join(", "),
+        cluster.replica.limits.max_sessions
+    );
+    let sizes: Vec<String> = (0..cluster.members.len())
+        .map(|index| {
+            format!(
+                "{:.1}",
+                directory_bytes(&data.join(index.to_string())) as f64 / 1e6
+            )
+        })
+        .collect();
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .map(|line| line.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "data directories: [{}] MB; peak memory of this process: {peak}",
+        sizes.join(", ")
+    );
+}
+
+/// The bytes of the files under `dir`.
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
