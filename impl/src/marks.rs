@@ -152,6 +152,9 @@ marks! {
     CheckpointTaken = "checkpoint.taken",
     /// A follower votes for its checkpoint.
     CheckpointVoteSent = "checkpoint.vote-sent",
+    /// A follower sends its checkpoint vote again, on a heartbeat that does not yet announce
+    /// that checkpoint stable.
+    CheckpointVoteResent = "checkpoint.vote-resent",
     /// Checkpoint votes beyond the number of slots kept are dropped.
     CheckpointVotesFull = "checkpoint.votes-full",
     /// The leader truncates at a stable checkpoint.
@@ -172,6 +175,10 @@ marks! {
     SnapshotInstalled = "transfer.snapshot-installed",
     /// A joiner installs the state that makes it a member.
     JoinerInstalled = "transfer.joiner-installed",
+
+    /// An earlier chunk of the transfer under way arrives again: the receiver asks for the
+    /// chunk it is missing.
+    SnapshotResumed = "transfer.snapshot-resumed",
 
     // --- replica/rebuild.rs ---
     /// A rebuilding replica learns of a leader that is too far ahead: it catches up first.

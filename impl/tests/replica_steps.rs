@@ -229,3 +229,102 @@ fn a_leader_drops_a_request_it_could_not_replicate() {
         "the largest request is proposed"
     );
 }
+
+/// Issue 14: state transfer was stop-and-wait with no retry: once a chunk or a request was
+/// lost, a resent first chunk was ignored (it was not the offset expected) and the transfer
+/// stalled until the sender's checkpoint changed. Now the receiver answers an earlier chunk of
+/// the transfer under way with a request for the chunk it is missing.
+#[test]
+fn a_transfer_resumes_where_it_stopped_when_a_chunk_was_lost() {
+    let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
+    let mut config = ReplicaConfig::new(vec![zero, one, two]);
+    config.limits.max_chunk_bytes = 8;
+    let (mut replica, _) = Stepped::start(config, two, Storage::default());
+    let mut service = ServiceState::new(Configuration::initial([zero, one, two], 1));
+    for slot in 0..5 {
+        service.begin_slot(slot);
+    }
+    let bytes = encode_snapshot(&service);
+    assert!(bytes.len() > 16, "at least three chunks");
+    let chunk = |offset: usize| Msg::Snapshot {
+        slot: 5,
+        digest: service.digest(),
+        total: bytes.len() as u64,
+        offset: offset as u64,
+        bytes: bytes[offset..(offset + 8).min(bytes.len())].to_vec(),
+    };
+    let out = replica.deliver(zero, chunk(0));
+    assert!(out.iter().any(|c| matches!(
+        c,
+        Command::Send(_, Msg::SnapshotRequest { slot: 5, offset: 8 })
+    )));
+    // The answer (chunk 8) is lost. The sender starts over with chunk 0.
+    let out = replica.deliver(zero, chunk(0));
+    assert!(
+        out.iter().any(|c| matches!(
+            c,
+            Command::Send(dst, Msg::SnapshotRequest { slot: 5, offset: 8 }) if *dst == zero
+        )),
+        "the receiver asks again for the chunk it misses: {out:?}"
+    );
+    let mut offset = 8;
+    while offset < bytes.len() {
+        replica.deliver(zero, chunk(offset));
+        offset += 8;
+    }
+    assert_eq!(replica.replica().executed, 5, "the snapshot is installed");
+}
+
+/// Issue 14: a follower's checkpoint vote was sent once; if it was lost, truncation waited for
+/// the next checkpoint. Now a follower sends it again on each heartbeat that does not yet
+/// announce its checkpoint stable.
+#[test]
+fn a_follower_sends_its_checkpoint_vote_again_until_the_checkpoint_is_stable() {
+    let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
+    let mut config = ReplicaConfig::new(vec![zero, one, two]);
+    config.limits.max_chunk_bytes = 1 << 20;
+    let (mut replica, _) = Stepped::start(config, two, Storage::default());
+    let mut service = ServiceState::new(Configuration::initial([zero, one, two], 1));
+    for slot in 0..5 {
+        service.begin_slot(slot);
+    }
+    let bytes = encode_snapshot(&service);
+    let digest = service.digest();
+    replica.deliver(
+        zero,
+        Msg::Snapshot {
+            slot: 5,
+            digest,
+            total: bytes.len() as u64,
+            offset: 0,
+            bytes,
+        },
+    );
+    assert_eq!(replica.replica().executed, 5);
+    let ballot = replica.replica().ballot();
+    let heartbeat = |stable| Msg::Heartbeat {
+        ballot,
+        commit: 5,
+        stable,
+    };
+    let votes = |out: &[Output]| {
+        out.iter()
+            .filter(|c| matches!(c, Command::Send(dst, Msg::CheckpointVote { slot: 5, .. }) if *dst == zero))
+            .count()
+    };
+    assert_eq!(
+        votes(&replica.deliver(zero, heartbeat(None))),
+        1,
+        "the vote again"
+    );
+    assert_eq!(
+        votes(&replica.deliver(zero, heartbeat(None))),
+        1,
+        "and again"
+    );
+    assert_eq!(
+        votes(&replica.deliver(zero, heartbeat(Some((5, digest))))),
+        0,
+        "no more once the leader announces it stable"
+    );
+}

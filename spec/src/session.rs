@@ -152,18 +152,16 @@ impl Sessions {
     /// least recently used one, which is returned.
     pub fn record(&mut self, client: ClientId, session: Session) -> Option<ClientId> {
         let mut retired = None;
+        self.incarnations = self.incarnations.max(session.incarnation);
         if let Some(old) = self.entries.remove(&client) {
             self.by_use.remove(&(old.slot, client));
             self.digest.remove(digest_of(&(client, &old)));
-        } else {
-            self.incarnations = self.incarnations.max(session.incarnation);
-            if self.entries.len() >= self.capacity {
-                let (_, oldest) = self.by_use.pop_first().expect("a full table has entries");
-                let old = self.entries.remove(&oldest).expect("indexed entries exist");
-                self.digest.remove(digest_of(&(oldest, &old)));
-                self.retired += 1;
-                retired = Some(oldest);
-            }
+        } else if self.entries.len() >= self.capacity {
+            let (_, oldest) = self.by_use.pop_first().expect("a full table has entries");
+            let old = self.entries.remove(&oldest).expect("indexed entries exist");
+            self.digest.remove(digest_of(&(oldest, &old)));
+            self.retired += 1;
+            retired = Some(oldest);
         }
         self.by_use.insert((session.slot, client));
         self.digest.add(digest_of(&(client, &session)));

@@ -202,6 +202,47 @@ impl Replica {
         }
     }
 
+    /// A follower hears its leader's heartbeat, which announces the stable checkpoint: the
+    /// cadence at which it sends again what it sends once otherwise, since one lost datagram
+    /// must not leave it waiting. Its vote for its latest checkpoint, while the leader does
+    /// not announce that checkpoint (or a later one) stable: without it, truncation waits for
+    /// the next checkpoint. And a diverged replica's request for a correct snapshot, while no
+    /// transfer is under way: without it, it would wait for ever.
+    pub(super) fn resend_one_shots(
+        &self,
+        state: &ReplicaState,
+        leader: Id,
+        stable: Option<(Slot, Digest)>,
+        fx: &mut Effects,
+    ) {
+        if state.is_leader() || state.durable.rebuilding {
+            return;
+        }
+        let stable_slot = stable.map(|(slot, _)| slot);
+        if state.diverged && state.transfer.is_none() {
+            // Not marked: the audit's divergence path (see `marks`).
+            if let Some(slot) = stable_slot {
+                fx.send(leader, Msg::SnapshotRequest { slot, offset: 0 });
+            }
+            return;
+        }
+        let Some(checkpoint) = state.durable.checkpoint.as_ref() else {
+            return;
+        };
+        if checkpoint.slot > state.durable.log_start
+            && stable_slot.is_none_or(|stable| stable < checkpoint.slot)
+        {
+            marks::hit(Mark::CheckpointVoteResent);
+            fx.send(
+                leader,
+                Msg::CheckpointVote {
+                    slot: checkpoint.slot,
+                    digest: checkpoint.digest,
+                },
+            );
+        }
+    }
+
     /// The audit failed: count it, and fetch a correct snapshot from `peer`.
     fn report_divergence(&self, state: &mut ReplicaState, peer: Id, slot: Slot, fx: &mut Effects) {
         if !state.diverged {

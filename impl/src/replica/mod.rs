@@ -299,6 +299,7 @@ impl Replica {
                 self.on_heartbeat(id, state, src, ballot, commit, &mut fx);
                 if ballot == state.ballot() {
                     self.on_stable_checkpoint(state, src, stable, &mut fx);
+                    self.resend_one_shots(state, src, stable, &mut fx);
                 }
             }
             Msg::CatchUp { from } => self.on_catch_up(id, state, src, from, &mut fx),

@@ -2,7 +2,10 @@
 //! old storage, or whose state diverged, gets a checkpoint from a peer, in chunks that each fit
 //! a datagram. It keeps the decisions it learns meanwhile and executes them after installing the
 //! snapshot. Before installing, it decodes the snapshot (which checks the state's invariants)
-//! and compares its digest with the announced one; a bad or stale snapshot is refused.
+//! and compares its digest with the announced one; a bad or stale snapshot is refused. A lost
+//! chunk or request does not stall a transfer: the sender sends the first chunk again (on the
+//! next catch-up, or to a joiner on its heartbeat), and the receiver answers it with a request
+//! for the chunk it is missing.
 
 use super::state::{ReplicaState, Transfer};
 use super::storage::Checkpoint;
@@ -117,6 +120,23 @@ impl Replica {
             }
             _ => 0,
         };
+        let same_transfer = state
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.slot == slot && t.digest == digest && t.total == total);
+        if same_transfer && offset < expected_offset && !stale {
+            // An earlier chunk again (the sender started over, or resent the first chunk to a
+            // joiner): a chunk or a request of ours was lost. Resume where this transfer is.
+            marks::hit(Mark::SnapshotResumed);
+            fx.send(
+                src,
+                Msg::SnapshotRequest {
+                    slot,
+                    offset: expected_offset,
+                },
+            );
+            return;
+        }
         let fits = offset + bytes.len() as u64 <= total;
         if stale
             || too_large
