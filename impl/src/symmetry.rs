@@ -5,9 +5,10 @@
 //! interchangeable and picks the representative).
 //!
 //! Commands, service states and checkpoints are copied as they are: they name replicas only in
-//! membership changes and configurations, and the model allows the reduction only where there
-//! are none and the configuration holds every replica (a renaming maps it to itself). Client
-//! ids are not renamed (the permutation fixes them). Digests are recomputed after the rewrite.
+//! membership changes and configurations, and the model permutes only replicas that no change
+//! names and that are members of every configuration (a renaming maps each configuration and
+//! change to itself). Client ids are not renamed (the permutation fixes them). Digests are
+//! recomputed after the rewrite.
 
 use crate::ballot::Ballot;
 use crate::client::ClientState;

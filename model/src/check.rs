@@ -35,7 +35,8 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Print a progress line this often (`None`: quiet).
     pub progress: Option<Duration>,
-    /// Symmetry reduction over the followers (`crate::symmetry`; depth first only).
+    /// Symmetry reduction over the interchangeable replicas (`crate::symmetry`; depth first
+    /// only).
     pub symmetry: bool,
 }
 

@@ -92,8 +92,8 @@ pub struct ModelConfig {
     pub open_sessions: bool,
     /// A seeded protocol bug to switch on (needs the `seeded-bugs` feature).
     pub bug: Option<SeededBug>,
-    /// Check with symmetry reduction over the followers (`crate::symmetry`). A way of
-    /// checking, not a bound: the model is the same with or without it.
+    /// Check with symmetry reduction over the interchangeable replicas (`crate::symmetry`). A
+    /// way of checking, not a bound: the model is the same with or without it.
     pub symmetry: bool,
 }
 

@@ -1,18 +1,20 @@
-//! Symmetry reduction over the followers (proofs/SAFETY.md, section 9): where the replicas
-//! other than the bootstrap leader are interchangeable, two states that differ only by a
-//! renaming of those replicas have the same futures up to the same renaming, and satisfy the
-//! same properties. Stateright's depth-first checker then keeps one fingerprint per class
+//! Symmetry reduction over interchangeable replicas (proofs/SAFETY.md, section 9a): where some
+//! replicas cannot be told apart by the protocol, two states that differ only by a renaming of
+//! them have the same futures up to the same renaming, and satisfy the same properties.
+//! Stateright's depth-first checker then keeps one fingerprint per class
 //! (`CheckerBuilder::symmetry_fn`) and explores the first state of each class it meets.
 //!
-//! The followers are interchangeable only under bounds that never let the protocol tell them
+//! The interchangeable replicas ([`interchangeable`]) are the first members except replica 0
+//! (the bootstrap leader) and except any replica a membership change names, so that commands
+//! and configurations map to themselves under a renaming (`smr::symmetry` copies them as they
+//! are). They are interchangeable only under bounds that never let the protocol tell them
 //! apart by their ids, which [`applies`] checks:
 //! - at most one election besides the bootstrap, so that no two ballots of the same round
 //!   exist (ballots of one round are ordered by their leader's id);
-//! - no checkpoints, no retries, no storage loss: a restarted replica asks the *first* peer
-//!   to catch it up, a client retries at the *next* replica, a rebuild is an election;
-//! - no spares and no membership changes: commands and configurations then name every replica
-//!   or none, so a renaming maps them to themselves (`smr::symmetry` copies them as they are);
-//! - no seeded bug.
+//! - no crash together with checkpoints (a restarted replica asks its *first* peer to catch it
+//!   up), no retries (a client retries at the *next* replica), no storage loss (a rebuild is an
+//!   election);
+//! - no seeded bug, and at least two interchangeable replicas.
 //!
 //! The representative renames the followers so that they appear in the order of a digest of
 //! each one's own state, storage, timers and crash flag (ties keep id order). Any renaming is a
