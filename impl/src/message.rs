@@ -124,11 +124,13 @@ pub trait SizeBound {
     fn size_bound(&self) -> usize;
 }
 
+/// The size bound of a request beyond its key and values: client id, incarnation and number,
+/// the operation's tags and lengths (the client's error message names it: `deploy::client`).
+pub const REQUEST_OVERHEAD_BYTES: usize = 48;
+
 impl SizeBound for Request {
     fn size_bound(&self) -> usize {
-        // Client id, incarnation and number, the operation's tags and lengths (the client's
-        // error message names it: `deploy::client`).
-        const FIXED: usize = 48;
+        const FIXED: usize = REQUEST_OVERHEAD_BYTES;
         let spec::Operation::Kv(op) = &self.op else {
             return FIXED; // A membership change (two ids) or a session's opening.
         };

@@ -47,7 +47,8 @@ pub struct ClusterOptions {
     /// Spare replicas (ids after the members), running but outside the configuration until a
     /// JOIN adds them.
     pub spares: usize,
-    /// `[limits] max_sessions` (the default otherwise).
+    /// `[limits] max_sessions` (the default otherwise); `max_batch_requests` is kept at or
+    /// below it.
     pub max_sessions: Option<usize>,
 }
 
@@ -82,7 +83,11 @@ impl TestCluster {
             std::process::id() as u64 * 1000 + u64::from(rand_u16())
         );
         if let Some(max) = options.max_sessions {
-            text.push_str(&format!("[limits]\nmax_sessions = {max}\n"));
+            // A table smaller than a batch is refused (`deploy::config`): batches shrink too.
+            let batch = max.min(512);
+            text.push_str(&format!(
+                "[limits]\nmax_sessions = {max}\nmax_batch_requests = {batch}\n"
+            ));
         }
         let total = n + options.spares;
         let probes: Vec<std::net::UdpSocket> = (0..total)

@@ -3,7 +3,7 @@
 
 use super::node_digest;
 use crate::client::Client;
-use crate::message::SizeBound;
+use crate::message::{SizeBound, REQUEST_OVERHEAD_BYTES};
 use crate::node::{Node, NodeState};
 use crate::runtime::peers::id_of_wire;
 use crate::runtime::{Hooks, Runtime, SplitMix64, FIRST_CLIENT_ID};
@@ -73,7 +73,7 @@ impl std::fmt::Display for ClientError {
                 limit,
             } => write!(
                 f,
-                "operation {operation} is too large: it takes {bytes} bytes (its key and values and {REQUEST_OVERHEAD} bytes of header), above the cluster's limit of {limit} bytes per request ([limits] max_batch_bytes); nothing was sent"
+                "operation {operation} is too large: it takes {bytes} bytes (its key and values and {REQUEST_OVERHEAD_BYTES} bytes of header), above the cluster's limit of {limit} bytes per request ([limits] max_batch_bytes); nothing was sent"
             ),
             ClientError::Socket(error) => write!(f, "socket: {error}"),
         }
@@ -157,9 +157,6 @@ pub fn runtime_for(
     )
     .with_hooks(Box::new(UntilDone { operations }))
 }
-
-/// The size bound of a request beyond its key and values (`message::SizeBound`).
-const REQUEST_OVERHEAD: usize = 48;
 
 /// Runs `ops` in order as one fresh client and returns each answer with its slot (not the
 /// answer to opening the session). An operation larger than the cluster accepts is refused

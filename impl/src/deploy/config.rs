@@ -290,6 +290,13 @@ fn apply_limits(file: &LimitsFile, limits: &mut Limits) -> Result<(), ConfigErro
         file.max_payload_bytes,
         &mut limits.max_payload_bytes,
     )?;
+    // A batch of openings must not retire the sessions it opens.
+    if limits.max_sessions < limits.max_batch_requests {
+        return Err(ConfigError(format!(
+            "limits.max_sessions ({}) must be at least limits.max_batch_requests ({}): otherwise one batch of new clients could retire a session in the slot that opened it",
+            limits.max_sessions, limits.max_batch_requests
+        )));
+    }
     // Whatever the limits, a message must fit one datagram, with room for the frame header
     // and the message's own fields around the batch or payload.
     let budget = crate::codec::MAX_DATAGRAM_BYTES - 4096;
@@ -358,5 +365,16 @@ mod tests {
         let all_spares =
             "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\nspare = true\n";
         assert!(error(all_spares).contains("every replica is a spare"));
+        let small_table = format!("{good}[limits]\nmax_sessions = 8\n");
+        assert!(error(&small_table).contains("at least limits.max_batch_requests (512)"));
+        let sessions = format!("{good}[limits]\nmax_sessions = 8\nmax_batch_requests = 8\n");
+        assert_eq!(
+            Cluster::parse(&sessions)
+                .unwrap()
+                .replica
+                .limits
+                .max_sessions,
+            8
+        );
     }
 }

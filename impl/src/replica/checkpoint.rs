@@ -206,8 +206,8 @@ impl Replica {
     /// cadence at which it sends again what it sends once otherwise, since one lost datagram
     /// must not leave it waiting. Its vote for its latest checkpoint, while the leader does
     /// not announce that checkpoint (or a later one) stable: without it, truncation waits for
-    /// the next checkpoint. And a diverged replica's request for a correct snapshot, while no
-    /// transfer is under way: without it, it would wait for ever.
+    /// the next checkpoint. And a diverged replica's request for a correct snapshot, or for the
+    /// next chunk of the one under way: without it, it would wait for ever.
     pub(super) fn resend_one_shots(
         &self,
         state: &ReplicaState,
@@ -219,10 +219,16 @@ impl Replica {
             return;
         }
         let stable_slot = stable.map(|(slot, _)| slot);
-        if state.diverged && state.transfer.is_none() {
-            // Not marked: the audit's divergence path (see `marks`).
-            if let Some(slot) = stable_slot {
-                fx.send(leader, Msg::SnapshotRequest { slot, offset: 0 });
+        if state.diverged {
+            // Not marked: the audit's divergence path (see `marks`). A diverged replica is not
+            // behind, so no catch-up restarts its transfer: it asks for the chunk it misses
+            // (or for the start, if none is under way).
+            let request = match &state.transfer {
+                Some(transfer) => Some((transfer.slot, transfer.bytes.len() as u64)),
+                None => stable_slot.map(|slot| (slot, 0)),
+            };
+            if let Some((slot, offset)) = request {
+                fx.send(leader, Msg::SnapshotRequest { slot, offset });
             }
             return;
         }

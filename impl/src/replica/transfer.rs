@@ -124,9 +124,12 @@ impl Replica {
             .transfer
             .as_ref()
             .is_some_and(|t| t.slot == slot && t.digest == digest && t.total == total);
-        if same_transfer && offset < expected_offset && !stale {
-            // An earlier chunk again (the sender started over, or resent the first chunk to a
-            // joiner): a chunk or a request of ours was lost. Resume where this transfer is.
+        if same_transfer && offset == 0 && expected_offset > 0 && !stale {
+            // The first chunk again: the sender started over (a catch-up, or the first chunk
+            // resent to a joiner), so a chunk or a request of ours may have been lost. Resume
+            // where this transfer is. Only the first chunk does this: a late copy of any other
+            // chunk is dropped, so a resumed stream dies at its first duplicate instead of
+            // running alongside the first one.
             marks::hit(Mark::SnapshotResumed);
             fx.send(
                 src,

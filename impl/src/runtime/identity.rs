@@ -15,7 +15,7 @@
 //! created 1764658000 new-cluster when (Unix seconds) and how: new-cluster or recovered
 //! members 0 1 2                  the cluster's first configuration, its window (α) and the
 //! window 1                       size of its session table: replicated state, which must
-//! max_sessions 16384             never change (absent in directories made before it)
+//! max_sessions 16384             never change
 //! state started                  new (never saved state) or started
 //! ```
 
@@ -53,7 +53,8 @@ impl Identity {
 pub struct Genesis {
     pub members: Vec<u64>,
     pub window: u64,
-    /// `None` in a directory created before the table was bounded: not checked then.
+    /// `None` where an identity file has no such line (written before the table was bounded;
+    /// this build cannot read such a directory's records anyway): not checked then.
     pub max_sessions: Option<u64>,
 }
 
