@@ -43,6 +43,26 @@ impl Stepped {
         out.into_iter().collect()
     }
 
+    /// Replica `id`, elected in its first ballot with the promise of `peer` (of 3 replicas).
+    fn elected(config: ReplicaConfig, id: Id, peer: Id) -> Stepped {
+        let (mut replica, _) = Stepped::start(config, id, Storage::default());
+        replica.fire(Timer::Election);
+        let ballot = replica.replica().ballot();
+        replica.deliver(
+            peer,
+            Msg::Promise {
+                ballot,
+                log_start: 0,
+                accepted: Vec::new(),
+                complete: true,
+                checkpoint: 0,
+                rebuilt: BTreeMap::new(),
+            },
+        );
+        assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
+        replica
+    }
+
     fn replica(&self) -> &smr::ReplicaState {
         self.state.replica().expect("a replica")
     }
@@ -129,21 +149,7 @@ fn a_replica_that_learns_it_quit_while_it_campaigns_does_not_lead() {
 fn a_leader_that_learns_another_decision_where_it_proposed_steps_down() {
     let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
     let config = ReplicaConfig::new(vec![zero, one, two]);
-    let (mut replica, _) = Stepped::start(config, one, Storage::default());
-    replica.fire(Timer::Election);
-    let ballot = replica.replica().ballot();
-    replica.deliver(
-        two,
-        Msg::Promise {
-            ballot,
-            log_start: 0,
-            accepted: Vec::new(),
-            complete: true,
-            checkpoint: 0,
-            rebuilt: BTreeMap::new(),
-        },
-    );
-    assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
+    let mut replica = Stepped::elected(config, one, two);
     let client = Id::from(3);
     let request = spec::Request {
         session: spec::IMPLICIT,
@@ -187,21 +193,7 @@ fn a_leader_drops_a_request_it_could_not_replicate() {
     let (zero, one, two) = (Id::from(0), Id::from(1), Id::from(2));
     let config = ReplicaConfig::new(vec![zero, one, two]);
     let limit = config.limits.max_request_bytes();
-    let (mut replica, _) = Stepped::start(config, one, Storage::default());
-    replica.fire(Timer::Election);
-    let ballot = replica.replica().ballot();
-    replica.deliver(
-        two,
-        Msg::Promise {
-            ballot,
-            log_start: 0,
-            accepted: Vec::new(),
-            complete: true,
-            checkpoint: 0,
-            rebuilt: BTreeMap::new(),
-        },
-    );
-    assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
+    let mut replica = Stepped::elected(config, one, two);
     let client = Id::from(3);
     let put = |number, bytes: usize| spec::Request {
         client,

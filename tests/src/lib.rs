@@ -354,16 +354,7 @@ impl TestClient {
             .run(tokio::time::sleep_until(deadline.into()))
             .await
             .map_err(|error| ClientError::Socket(std::io::Error::other(error.to_string())))?;
-        let mut outputs = stopped
-            .state
-            .as_ref()
-            .and_then(|state| state.client())
-            .map(|client| client.outputs.clone())
-            .unwrap_or_default();
-        // The answer to opening the session (`client_runtime` opens it first).
-        if !outputs.is_empty() {
-            outputs.remove(0);
-        }
+        let outputs = smr::deploy::client::operation_answers(stopped.state.as_ref());
         let expired = Output::Session(spec::SessionOutput::Expired);
         if outputs.len() < operations && outputs.last().map(|(_, o)| o) != Some(&expired) {
             return Err(ClientError::NoAnswer {

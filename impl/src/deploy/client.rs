@@ -158,6 +158,20 @@ pub fn runtime_for(
     .with_hooks(Box::new(UntilDone { operations }))
 }
 
+/// The answers a [`client_runtime`] actor recorded to its operations, with their slots: all
+/// but the first, which answers the opening of its session.
+pub fn operation_answers(state: Option<&NodeState>) -> Vec<(Slot, Output)> {
+    let outputs = state
+        .and_then(NodeState::client)
+        .map(|c| c.outputs.as_slice());
+    outputs
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+        .cloned()
+        .collect()
+}
+
 /// Runs `ops` in order as one fresh client and returns each answer with its slot (not the
 /// answer to opening the session). An operation larger than the cluster accepts is refused
 /// before anything is sent.
@@ -214,16 +228,12 @@ pub async fn run_operations(
                 ClientError::Socket(std::io::Error::other(error))
             }
         })?;
-    let mut outputs = stopped
+    let opened = stopped
         .state
         .as_ref()
         .and_then(NodeState::client)
-        .map(|client| client.outputs.clone())
-        .unwrap_or_default();
-    let opened = !outputs.is_empty();
-    if opened {
-        outputs.remove(0);
-    }
+        .is_some_and(|client| !client.outputs.is_empty());
+    let outputs = operation_answers(stopped.state.as_ref());
     let expired = Output::Session(spec::SessionOutput::Expired);
     if let Some(position) = outputs.iter().position(|(_, output)| *output == expired) {
         return Err(ClientError::SessionExpired {
