@@ -74,6 +74,10 @@ pub enum SeededBug {
     /// A request of a session the bounded table retired is taken for a new client's first
     /// request and applied, so a retry of an applied request runs again.
     RetiredSessionReexecutes,
+    /// A sender serves a transfer of a checkpoint that a newer one replaced from the newer
+    /// checkpoint's bytes at the offset asked for (as a sender that streams "the current
+    /// snapshot file" by offset does): the transfer resumes with chunks of another snapshot.
+    TransferResumesFromWrongChunk,
 }
 
 impl SeededBug {
@@ -104,6 +108,7 @@ impl SeededBug {
         SeededBug::ReuseBallotAfterRestart,
         SeededBug::CheckpointVotesFromNonMembers,
         SeededBug::RetiredSessionReexecutes,
+        SeededBug::TransferResumesFromWrongChunk,
     ];
 
     /// The bug's name on the command line.
@@ -134,6 +139,7 @@ impl SeededBug {
             SeededBug::ReuseBallotAfterRestart => "reuse-ballot-after-restart",
             SeededBug::CheckpointVotesFromNonMembers => "checkpoint-votes-from-non-members",
             SeededBug::RetiredSessionReexecutes => "retired-session-reexecutes",
+            SeededBug::TransferResumesFromWrongChunk => "transfer-resumes-from-wrong-chunk",
         }
     }
 

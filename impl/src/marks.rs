@@ -155,6 +155,9 @@ marks! {
     /// A follower sends its checkpoint vote again, on a heartbeat that does not yet announce
     /// that checkpoint stable.
     CheckpointVoteResent = "checkpoint.vote-resent",
+    /// A transfer that has not moved since the leader's last heartbeat asks again for the
+    /// chunks it misses.
+    SnapshotWindowResent = "checkpoint.transfer-window-resent",
     /// Checkpoint votes beyond the number of slots kept are dropped.
     CheckpointVotesFull = "checkpoint.votes-full",
     /// The leader truncates at a stable checkpoint.
@@ -163,11 +166,7 @@ marks! {
     FollowerTruncates = "checkpoint.follower-truncates",
 
     // --- replica/transfer.rs ---
-    /// A snapshot request continues the checkpoint it asks for.
-    SnapshotContinued = "transfer.snapshot-continued",
-    /// A snapshot request for an older checkpoint starts the newer one over.
-    SnapshotRestartedNewer = "transfer.snapshot-restarted-newer",
-    /// A chunk arrived and more are needed: the next one is asked for.
+    /// A chunk of the window is asked for.
     SnapshotNextChunkRequested = "transfer.next-chunk-requested",
     /// A chunk that is stale, out of order, or of an older transfer is ignored.
     SnapshotChunkIgnored = "transfer.chunk-ignored",
@@ -176,9 +175,23 @@ marks! {
     /// A joiner installs the state that makes it a member.
     JoinerInstalled = "transfer.joiner-installed",
 
-    /// An earlier chunk of the transfer under way arrives again: the receiver asks for the
-    /// chunk it is missing.
+    /// The first chunk of the transfer under way arrives again: the receiver asks again for
+    /// the chunks of its window that are missing.
     SnapshotResumed = "transfer.snapshot-resumed",
+    /// A chunk arrives ahead of a missing one (chunks of a window arrive in any order).
+    SnapshotChunkAhead = "transfer.chunk-ahead",
+    /// Another checkpoint is offered while a transfer is under way: the transfer is kept.
+    SnapshotTransferKept = "transfer.kept",
+    /// The sender no longer holds the checkpoint of the transfer under way: it is given up.
+    SnapshotAbandoned = "transfer.abandoned",
+
+    // --- replica/lending.rs ---
+    /// A snapshot request continues the checkpoint it asks for.
+    SnapshotContinued = "lending.snapshot-continued",
+    /// A snapshot request for a checkpoint no longer held: gone, and the latest is offered.
+    SnapshotRestartedNewer = "lending.snapshot-restarted-newer",
+    /// A chunk is sent from a lent checkpoint that a newer one has replaced.
+    SnapshotLentServed = "lending.lent-served",
 
     // --- replica/rebuild.rs ---
     /// A rebuilding replica learns of a leader that is too far ahead: it catches up first.
@@ -260,6 +273,7 @@ mod tests {
             include_str!("replica/execution.rs"),
             include_str!("replica/checkpoint.rs"),
             include_str!("replica/transfer.rs"),
+            include_str!("replica/lending.rs"),
             include_str!("replica/rebuild.rs"),
             include_str!("client.rs"),
         ]

@@ -116,6 +116,10 @@ pub enum Msg {
     },
     /// Asks for the chunk at `offset` of the checkpoint at `slot`.
     SnapshotRequest { slot: Slot, offset: u64 },
+    /// The sender no longer holds the checkpoint at `slot` that the receiver asked a chunk of
+    /// (a crash ended its loan): the receiver gives that transfer up, and an offer of a newer
+    /// checkpoint follows.
+    SnapshotGone { slot: Slot },
 }
 
 /// An upper bound on the encoded size of values, used to keep every message below the

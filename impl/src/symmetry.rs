@@ -154,7 +154,8 @@ impl Rewrite<Id> for Msg {
             | Msg::CatchUpReply { .. }
             | Msg::CheckpointVote { .. }
             | Msg::Snapshot { .. }
-            | Msg::SnapshotRequest { .. } => self.clone(),
+            | Msg::SnapshotRequest { .. }
+            | Msg::SnapshotGone { .. } => self.clone(),
         }
     }
 }
@@ -213,9 +214,11 @@ impl Rewrite<Id> for ReplicaState {
             service,
             checkpoint_votes,
             transfer,
+            lent,
             diverged,
             snapshots_installed,
             audit_failures,
+            snapshots_refused,
             digest: _,
         } = self;
         let mut state = ReplicaState {
@@ -227,9 +230,14 @@ impl Rewrite<Id> for ReplicaState {
             service: service.clone(),
             checkpoint_votes: checkpoint_votes.rewrite(plan),
             transfer: transfer.clone(),
+            lent: lent
+                .iter()
+                .map(|(id, checkpoint)| (id.rewrite(plan), checkpoint.clone()))
+                .collect(),
             diverged: *diverged,
             snapshots_installed: *snapshots_installed,
             audit_failures: *audit_failures,
+            snapshots_refused: *snapshots_refused,
             digest: 0,
         };
         state.refresh_digest();

@@ -3,70 +3,13 @@
 
 use smr::replica::transfer::encode_snapshot;
 use smr::replica::{ReplicaConfig, Role, Storage};
-use smr::{Msg, Node, NodeState, Replica, Timer};
+use smr::{Msg, Timer};
 use spec::{Change, Configuration, ServiceState};
-use stateright::actor::{Actor, Command, Id, Out};
-use std::borrow::Cow;
+use stateright::actor::{Command, Id};
 use std::collections::BTreeMap;
 
-/// What a step outputs.
-type Output = Command<Msg, Timer, (), Storage>;
-
-/// One replica actor and its state, stepped by hand.
-struct Stepped {
-    node: Node,
-    id: Id,
-    state: NodeState,
-}
-
-impl Stepped {
-    fn start(config: ReplicaConfig, id: Id, storage: Storage) -> (Stepped, Vec<Output>) {
-        let node = Node::Replica(Replica::new(config));
-        let mut out = Out::new();
-        let state = node.on_start(id, &Some(storage), &mut out);
-        (Stepped { node, id, state }, out.into_iter().collect())
-    }
-
-    fn deliver(&mut self, src: Id, msg: Msg) -> Vec<Output> {
-        let mut out = Out::new();
-        let mut state = Cow::Borrowed(&self.state);
-        self.node.on_msg(self.id, &mut state, src, msg, &mut out);
-        self.state = state.into_owned();
-        out.into_iter().collect()
-    }
-
-    fn fire(&mut self, timer: Timer) -> Vec<Output> {
-        let mut out = Out::new();
-        let mut state = Cow::Borrowed(&self.state);
-        self.node.on_timeout(self.id, &mut state, &timer, &mut out);
-        self.state = state.into_owned();
-        out.into_iter().collect()
-    }
-
-    /// Replica `id`, elected in its first ballot with the promise of `peer` (of 3 replicas).
-    fn elected(config: ReplicaConfig, id: Id, peer: Id) -> Stepped {
-        let (mut replica, _) = Stepped::start(config, id, Storage::default());
-        replica.fire(Timer::Election);
-        let ballot = replica.replica().ballot();
-        replica.deliver(
-            peer,
-            Msg::Promise {
-                ballot,
-                log_start: 0,
-                accepted: Vec::new(),
-                complete: true,
-                checkpoint: 0,
-                rebuilt: BTreeMap::new(),
-            },
-        );
-        assert!(matches!(replica.replica().role, Role::Leader(_)), "elected");
-        replica
-    }
-
-    fn replica(&self) -> &smr::ReplicaState {
-        self.state.replica().expect("a replica")
-    }
-}
+mod common;
+use common::{Output, Stepped};
 
 /// Found by `model simulate` (preset `simulation`, seed 1177, before the fix): replica 0's
 /// QUIT took effect, then it lost its storage and rebuilt it. While its rebuild ran it caught

@@ -314,6 +314,21 @@ pub const CATALOGUE: &[Row] = &[
         only: false,
         bounds: || preset("sessions"),
     },
+    Row {
+        // Replica 2 loses its storage after the log was truncated at checkpoint 2, and the
+        // leader offers it that checkpoint (its first chunk, lent to replica 2). The leader
+        // then executes the next CHECKPOINT; replica 2 asks for the second chunk of checkpoint
+        // 2 and, with the bug, gets the bytes of checkpoint 4 at that offset. The snapshot it
+        // assembles is not the one announced.
+        bug: SeededBug::TransferResumesFromWrongChunk,
+        property: "audit digests agree",
+        only: false,
+        bounds: || ModelConfig {
+            crashes: 0,
+            storage_losses: 1,
+            ..preset("transfer")
+        },
+    },
     // --- Consequences: what a bug leads to beyond the property it trips first. ---
     Row {
         bug: SeededBug::AcceptLowerBallot,

@@ -111,6 +111,7 @@ pub fn scaled_limits() -> Limits {
         max_queue: 2,
         max_payload_bytes: 1,
         max_chunk_bytes: 16,
+        transfer_window: 2,
         max_snapshot_bytes: Limits::default().max_snapshot_bytes,
         max_pending_checkpoints: 1,
         max_sessions: 3,
@@ -210,6 +211,18 @@ pub const PRESETS: &[Preset] = &[
             elections: 0,
             checkpoint_interval: Some(2),
             ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "transfer",
+        about: "the `checkpoint` preset with snapshot chunks of 16 bytes and a window of 2 chunks in flight: a restarted replica catches up by a transfer of at least 3 chunks, which arrive in any order",
+        config: || ModelConfig {
+            limits: smr::Limits {
+                max_chunk_bytes: 16,
+                transfer_window: 2,
+                ..smr::Limits::default()
+            },
+            ..ModelConfig::preset("checkpoint").expect("preset checkpoint")
         },
     },
     Preset {

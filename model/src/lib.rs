@@ -283,6 +283,13 @@ pub const EXAMPLES: &[Example] = &[
         applies: |cfg| cfg.checkpoint_interval.is_some() && cfg.crashes > 0,
     },
     Example {
+        name: "a snapshot of at least 3 chunks was transferred and installed",
+        found: properties::multi_chunk_transfer,
+        applies: |cfg| {
+            cfg.checkpoint_interval.is_some() && cfg.crashes > 0 && cfg.limits.max_chunk_bytes <= 16
+        },
+    },
+    Example {
         name: "an elected leader decides above a truncated log",
         found: properties::elected_leader_decides_above_truncation,
         applies: |cfg| cfg.checkpoint_interval.is_some() && cfg.elections > 0,

@@ -98,6 +98,24 @@ pub fn reconfiguration_safety(_: &SmrModel, state: &ModelState) -> Result<(), Vi
 // --- Judgements shared by the model's properties and history and by `conform`'s incremental
 // checks, one item at a time. ---
 
+/// Where replica `index` compared its state with another's, they agreed: the audit found its
+/// checkpoint equal to a quorum's, and every state transfer assembled the snapshot its sender
+/// announced (no correct replica sends a snapshot that does not match its digest, and the
+/// model's network does not damage messages).
+pub fn states_agree_where_compared(index: usize, replica: &ReplicaState) -> Result<(), Violation> {
+    if replica.audit_failures > 0 {
+        return Err(format!(
+            "replica {index} found its state different from a quorum's"
+        ));
+    }
+    if replica.snapshots_refused > 0 {
+        return Err(format!(
+            "replica {index} assembled a transferred snapshot that is not the one its sender announced"
+        ));
+    }
+    Ok(())
+}
+
 /// A majority of the replicas in `electorate` (a bit per replica id).
 pub fn majority(electorate: u64) -> usize {
     electorate.count_ones() as usize / 2 + 1
@@ -308,15 +326,10 @@ pub fn audit_digests_agree(_: &SmrModel, state: &ModelState) -> Result<(), Viola
             }
         }
     }
-    if let Some((index, _)) = state
-        .actor_states
-        .iter()
-        .enumerate()
-        .find(|(_, node)| node.replica().is_some_and(|r| r.audit_failures > 0))
-    {
-        return Err(format!(
-            "replica {index} found its state different from a quorum's"
-        ));
+    for (index, node) in state.actor_states.iter().enumerate() {
+        if let Some(replica) = node.replica() {
+            states_agree_where_compared(index, replica)?;
+        }
     }
     Ok(())
 }
@@ -553,6 +566,21 @@ pub fn state_transfer_after_truncation(_: &SmrModel, state: &ModelState) -> bool
             .actor_states
             .iter()
             .any(|node| node.replica().is_some_and(|r| r.snapshots_installed > 0))
+}
+
+/// A replica installed a transferred snapshot, and holds a checkpoint of at least 3 chunks
+/// (the one installed, or a later one of the same state size).
+pub fn multi_chunk_transfer(model: &SmrModel, state: &ModelState) -> bool {
+    let chunk = model.cfg.limits.max_chunk_bytes;
+    state.actor_states.iter().any(|node| {
+        node.replica().is_some_and(|r| {
+            r.snapshots_installed > 0
+                && r.durable
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.encoded().len() > 2 * chunk)
+        })
+    })
 }
 
 /// A leader that won an election had a value chosen at or above a slot where some replica has

@@ -72,7 +72,7 @@ fn a_spare_joins_then_votes() {
         crashes: 0,
         ..ModelConfig::preset("join").unwrap()
     };
-    check_pinned(cfg, 38_385);
+    check_pinned(cfg, 40_475);
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn a_member_quits_then_a_spare_joins() {
         crashes: 0,
         ..ModelConfig::preset("quit-join").unwrap()
     };
-    check_pinned(cfg, 23_704);
+    check_pinned(cfg, 25_111);
 }
 
 #[test]

@@ -317,11 +317,12 @@ pub fn msg() -> impl Strategy<Value = Msg> {
                 bytes
             }),
         (slot(), any::<u64>()).prop_map(|(slot, offset)| Msg::SnapshotRequest { slot, offset }),
+        slot().prop_map(|slot| Msg::SnapshotGone { slot }),
     ]
 }
 
 /// The number of [`Msg`] variants.
-pub const MSG_VARIANTS: usize = 13;
+pub const MSG_VARIANTS: usize = 14;
 
 /// The variant of `msg`, numbered in declaration order. The match has no wildcard, so a new
 /// variant does not compile until it is numbered here, and then the test that every variant is
@@ -341,5 +342,6 @@ pub fn variant(msg: &Msg) -> usize {
         Msg::CheckpointVote { .. } => 10,
         Msg::Snapshot { .. } => 11,
         Msg::SnapshotRequest { .. } => 12,
+        Msg::SnapshotGone { .. } => 13,
     }
 }

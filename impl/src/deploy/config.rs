@@ -21,6 +21,7 @@
 //! max_batch_requests = 512
 //! checkpoint_interval = 128    # slots between checkpoints; DEPLOYED_CHECKPOINT_INTERVAL
 //! max_sessions = 16384         # client sessions kept; the least recently used is retired
+//! transfer_window = 4          # snapshot chunks (32 KiB each) a state transfer keeps in flight
 //! ```
 
 use crate::replica::{Limits, ReplicaConfig};
@@ -102,6 +103,7 @@ struct LimitsFile {
     max_payload_bytes: Option<usize>,
     checkpoint_interval: Option<u64>,
     max_sessions: Option<usize>,
+    transfer_window: Option<usize>,
 }
 
 /// A checked cluster configuration.
@@ -282,6 +284,11 @@ fn apply_limits(file: &LimitsFile, limits: &mut Limits) -> Result<(), ConfigErro
         &mut limits.max_batch_bytes,
     )?;
     positive("max_queue", file.max_queue, &mut limits.max_queue)?;
+    positive(
+        "transfer_window",
+        file.transfer_window,
+        &mut limits.transfer_window,
+    )?;
     // Replicated state, like the window: every replica must have the same value when the
     // cluster is created (a replica recovering from a checkpoint keeps the checkpoint's).
     positive("max_sessions", file.max_sessions, &mut limits.max_sessions)?;

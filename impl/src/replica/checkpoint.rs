@@ -206,11 +206,12 @@ impl Replica {
     /// cadence at which it sends again what it sends once otherwise, since one lost datagram
     /// must not leave it waiting. Its vote for its latest checkpoint, while the leader does
     /// not announce that checkpoint (or a later one) stable: without it, truncation waits for
-    /// the next checkpoint. And a diverged replica's request for a correct snapshot, or for the
-    /// next chunk of the one under way: without it, it would wait for ever.
+    /// the next checkpoint. The requests of a transfer under way for the chunks it misses, and
+    /// a diverged replica's request for a correct snapshot: without them, it would wait for
+    /// ever (a diverged replica is not behind, so no catch-up offers it a snapshot).
     pub(super) fn resend_one_shots(
         &self,
-        state: &ReplicaState,
+        state: &mut Cow<ReplicaState>,
         leader: Id,
         stable: Option<(Slot, Digest)>,
         fx: &mut Effects,
@@ -219,17 +220,26 @@ impl Replica {
             return;
         }
         let stable_slot = stable.map(|(slot, _)| slot);
-        if state.diverged {
-            // Not marked: the audit's divergence path (see `marks`). A diverged replica is not
-            // behind, so no catch-up restarts its transfer: it asks for the chunk it misses
-            // (or for the start, if none is under way).
-            let request = match &state.transfer {
-                Some(transfer) => Some((transfer.slot, transfer.bytes.len() as u64)),
-                None => stable_slot.map(|slot| (slot, 0)),
-            };
-            if let Some((slot, offset)) = request {
-                fx.send(leader, Msg::SnapshotRequest { slot, offset });
+        let under_way = state
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.slot > state.executed || state.diverged);
+        if under_way {
+            // Only a stalled transfer asks again: one that moved since the last heartbeat has
+            // its requests in flight.
+            let transfer = state.to_mut().transfer.as_mut().expect("under way");
+            let progress = transfer.received_in_order();
+            if std::mem::replace(&mut transfer.at_last_heartbeat, progress) == progress {
+                marks::hit(Mark::SnapshotWindowResent);
+                self.request_window(transfer, leader, true, fx);
             }
+        } else if state.diverged {
+            // Not marked: the audit's divergence path (see `marks`).
+            if let Some(slot) = stable_slot {
+                fx.send(leader, Msg::SnapshotRequest { slot, offset: 0 });
+            }
+        }
+        if state.diverged {
             return;
         }
         let Some(checkpoint) = state.durable.checkpoint.as_ref() else {
@@ -262,7 +272,11 @@ impl Replica {
     fn truncate(&self, state: &mut ReplicaState, slot: Slot, fx: &mut Effects) {
         state.durable.log_start = slot;
         state.durable.accepted = state.durable.accepted.split_off(&slot);
-        state.log = state.log.split_off(&slot);
+        // The decided commands after a checkpoint lent to a transfer stay (they are volatile
+        // and not the acceptor's), so that its receiver catches up by log once it installs
+        // it, instead of needing another transfer of a later checkpoint (`lending`).
+        let kept_from = state.lent.values().map(|c| c.slot).fold(slot, Slot::min);
+        state.log = state.log.split_off(&kept_from);
         state.checkpoint_votes = state.checkpoint_votes.split_off(&(slot + 1));
         if let Role::Leader(leadership) = &mut state.role {
             leadership.proposals = leadership.proposals.split_off(&slot);

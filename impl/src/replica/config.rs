@@ -25,9 +25,13 @@ pub struct Limits {
     pub max_queue: usize,
     /// Size bound of the entries in one promise or catch-up reply, in bytes.
     pub max_payload_bytes: usize,
-    /// Bytes of snapshot in one state-transfer message.
+    /// Bytes of snapshot in one state-transfer message. The same on every replica: a
+    /// receiver asks for chunks at multiples of its own.
     pub max_chunk_bytes: usize,
-    /// The largest snapshot a replica accepts in a state transfer.
+    /// Chunks a state transfer's receiver asks for ahead of the first one missing: the
+    /// transfer's window of requests in flight.
+    pub transfer_window: usize,
+    /// The largest snapshot a replica accepts in a state transfer, compressed or not.
     pub max_snapshot_bytes: u64,
     /// Slots for which checkpoint votes from other replicas are kept while this replica has
     /// not reached them yet.
@@ -63,6 +67,7 @@ impl Default for Limits {
             max_queue: 8192,
             max_payload_bytes: 48 * 1024,
             max_chunk_bytes: 32 * 1024,
+            transfer_window: 4,
             max_snapshot_bytes: 1 << 30,
             max_pending_checkpoints: 4,
             max_sessions: DEFAULT_MAX_SESSIONS,

@@ -50,15 +50,19 @@ impl Replica {
     }
 
     /// The leader starts a state transfer to the replicas a JOIN just added.
-    fn send_to_joiners(&self, id: Id, state: &ReplicaState, fx: &mut Effects) {
+    fn send_to_joiners(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         let configuration = &state.service.configuration;
         let Some(pending) = configuration.pending.as_ref().filter(|_| state.is_leader()) else {
             return;
         };
-        for joiner in pending.members.difference(&configuration.members) {
-            if *joiner != id {
-                self.send_snapshot_chunk(state, *joiner, 0, fx);
-            }
+        let joiners: Vec<Id> = pending
+            .members
+            .difference(&configuration.members)
+            .copied()
+            .filter(|joiner| *joiner != id)
+            .collect();
+        for joiner in joiners {
+            self.offer_snapshot(state, joiner, fx);
         }
     }
 

@@ -107,13 +107,16 @@ impl Replica {
                 );
             }
             let configuration = &state.service.configuration;
-            for member in self.audience(id, state) {
-                if leadership.promises.by.contains(member) {
-                    continue;
-                }
-                if !configuration.contains(member) {
+            let unpromised: Vec<(Id, bool)> = self
+                .audience(id, state)
+                .iter()
+                .filter(|member| !leadership.promises.by.contains(**member))
+                .map(|member| (*member, !configuration.contains(*member)))
+                .collect();
+            for (member, joiner) in unpromised {
+                if joiner {
                     marks::hit(Mark::JoinerStateResent);
-                    self.send_snapshot_chunk(state, member, 0, fx);
+                    self.offer_snapshot_in(state, member, fx);
                 }
                 marks::hit(Mark::PromiseAskedAgain);
                 fx.send(
@@ -182,6 +185,7 @@ impl Replica {
         from: Slot,
         fx: &mut Effects,
     ) {
+        self.end_loan(state, src, from);
         if let Some(leadership) = state.leadership() {
             // A new member that was asked for its promise before it held its state (and so
             // ignored the Prepare) asks to catch up once it holds it: ask again.
@@ -206,7 +210,7 @@ impl Replica {
                 Some(checkpoint) if checkpoint.slot > from => {
                     marks::hit(Mark::CatchUpSendsSnapshot);
                     from = checkpoint.slot;
-                    self.send_snapshot_chunk(state, src, 0, fx);
+                    self.offer_snapshot_in(state, src, fx);
                 }
                 _ => return,
             }

@@ -21,6 +21,7 @@ mod election;
 mod execution;
 pub mod invariants;
 mod learning;
+mod lending;
 mod rebuild;
 mod replication;
 pub mod state;
@@ -154,9 +155,11 @@ impl Replica {
             service,
             checkpoint_votes: BTreeMap::new(),
             transfer: None,
+            lent: BTreeMap::new(),
             diverged: false,
             snapshots_installed: 0,
             audit_failures: 0,
+            snapshots_refused: 0,
             digest: 0,
         };
         fx.persist();
@@ -316,6 +319,7 @@ impl Replica {
             Msg::SnapshotRequest { slot, offset } => {
                 self.on_snapshot_request(state, src, slot, offset, &mut fx)
             }
+            Msg::SnapshotGone { slot } => self.on_snapshot_gone(state, slot),
             Msg::CatchUpReply { from, commands } => {
                 self.on_catch_up_reply(id, state, from, commands, &mut fx)
             }

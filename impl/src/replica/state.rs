@@ -1,8 +1,9 @@
 //! The replica's volatile state around its durable [`Storage`].
 
 use crate::ballot::Ballot;
+use crate::replica::storage::Checkpoint;
 use crate::replica::storage::{Accepted, Storage};
-use spec::digest::{Digest, StableHasher};
+use spec::digest::{digest_of, Digest, SetDigest, StableHasher};
 use spec::{Command, Request, ServiceState, Slot};
 use stateright::actor::Id;
 use std::collections::{BTreeMap, VecDeque};
@@ -140,16 +141,94 @@ pub struct Leadership {
     pub asked: Votes,
 }
 
-/// A snapshot arriving in chunks.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A snapshot arriving in chunks, several at a time (`Limits::transfer_window`), in any order.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transfer {
     /// The checkpoint's slot and digest, as announced by the sender.
     pub slot: Slot,
     pub digest: Digest,
     /// Its encoded size.
     pub total: u64,
-    /// The bytes received so far, in order.
+    /// The bytes received in order from the start.
     pub bytes: Vec<u8>,
+    /// Chunks received beyond a missing one, by offset: at most a window of them.
+    pub ahead: BTreeMap<u64, Vec<u8>>,
+    /// Every chunk below this offset has been asked for.
+    pub requested: u64,
+    /// The bytes received in order when the leader's last heartbeat came: a transfer that
+    /// has not moved since asks again for its missing chunks.
+    pub at_last_heartbeat: u64,
+    /// A digest of the chunks received (offset and bytes), kept up to date as they arrive:
+    /// it stands for them when the state is hashed, so a step costs the size of its chunk,
+    /// not of everything received so far.
+    pub received: SetDigest,
+}
+
+impl Transfer {
+    /// A transfer of the checkpoint at `slot`, nothing received yet.
+    pub fn new(slot: Slot, digest: Digest, total: u64) -> Self {
+        Transfer {
+            slot,
+            digest,
+            total,
+            bytes: Vec::new(),
+            ahead: BTreeMap::new(),
+            requested: 0,
+            at_last_heartbeat: 0,
+            received: SetDigest::default(),
+        }
+    }
+
+    /// Whether this transfers the checkpoint a chunk announces.
+    pub fn is_of(&self, slot: Slot, digest: Digest, total: u64) -> bool {
+        (self.slot, self.digest, self.total) == (slot, digest, total)
+    }
+
+    /// Bytes received in order from the start: the offset of the first chunk missing.
+    pub fn received_in_order(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Whether every byte has arrived in order.
+    pub fn is_complete(&self) -> bool {
+        self.received_in_order() == self.total
+    }
+
+    /// Records the chunk at `offset` (not received yet), and moves every chunk it makes
+    /// contiguous into the bytes received in order.
+    pub fn insert(&mut self, offset: u64, bytes: Vec<u8>) {
+        self.received.add(digest_of(&(offset, &bytes)));
+        self.ahead.insert(offset, bytes);
+        while let Some(next) = self.ahead.remove(&self.received_in_order()) {
+            self.bytes.extend_from_slice(&next);
+        }
+    }
+}
+
+impl Hash for Transfer {
+    fn hash<H: Hasher>(&self, hasher: &mut H) {
+        let Transfer {
+            slot,
+            digest,
+            total,
+            bytes,
+            ahead,
+            requested,
+            at_last_heartbeat,
+            received,
+        } = self;
+        (
+            slot,
+            digest,
+            total,
+            bytes.len(),
+            requested,
+            at_last_heartbeat,
+        )
+            .hash(hasher);
+        received.hash(hasher);
+        ahead.keys().for_each(|offset| offset.hash(hasher));
+    }
 }
 
 /// What part the replica currently plays besides acceptor and learner, which it always is.
@@ -182,12 +261,17 @@ pub struct ReplicaState {
     pub checkpoint_votes: BTreeMap<Slot, BTreeMap<Id, Digest>>,
     /// A state transfer being received.
     pub transfer: Option<Transfer>,
+    /// Checkpoints lent to the transfers this replica sends, by receiver: each stays available
+    /// to its receiver while newer checkpoints replace it here (`replica::lending`).
+    pub lent: BTreeMap<Id, Checkpoint>,
     /// Set when the audit found this replica's state different from a quorum's: it then
     /// installs a snapshot even at a slot it has already executed.
     pub diverged: bool,
-    /// Counters shown by `status`: snapshots installed and audit disagreements found.
+    /// Counters shown by `status`: snapshots installed, audit disagreements found, and
+    /// transfers that assembled a snapshot other than the one announced (refused).
     pub snapshots_installed: u32,
     pub audit_failures: u32,
+    pub snapshots_refused: u32,
     /// Digest of all of the above (see the type's documentation).
     pub digest: Digest,
 }
@@ -211,14 +295,18 @@ impl ReplicaState {
             service,
             checkpoint_votes,
             transfer,
+            lent,
             diverged,
             snapshots_installed,
             audit_failures,
+            snapshots_refused,
             digest: _,
         } = self;
         let mut hasher = StableHasher::new();
         checkpoint_votes.hash(&mut hasher);
         transfer.hash(&mut hasher);
+        lent.hash(&mut hasher);
+        snapshots_refused.hash(&mut hasher);
         diverged.hash(&mut hasher);
         snapshots_installed.hash(&mut hasher);
         audit_failures.hash(&mut hasher);

@@ -2,6 +2,7 @@
 //! section 2.3: "an acceptor must remember this information even if it fails and then
 //! restarts"). It is saved in the same step as, and so before, any message that depends on it.
 
+use super::transfer::EncodedSnapshot;
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
 use spec::{Command, Digest, ServiceState, Slot};
@@ -26,6 +27,11 @@ pub struct Checkpoint {
     pub digest: Digest,
     /// Shared: a checkpoint sits in the replica's state and in its storage.
     pub state: Arc<ServiceState>,
+    /// The state encoded for transfer, made the first time a transfer needs it and shared by
+    /// every copy of this checkpoint: each chunk of each transfer costs a copy of its bytes,
+    /// not an encoding of the whole state. Never saved (it is derived from `state`).
+    #[serde(skip)]
+    pub encoded: EncodedSnapshot,
 }
 
 impl Hash for Checkpoint {
@@ -43,7 +49,13 @@ impl Checkpoint {
             slot,
             digest: state.digest(),
             state: Arc::new(state.clone()),
+            encoded: EncodedSnapshot::default(),
         }
+    }
+
+    /// The state encoded for transfer (`transfer::encode_snapshot`), encoded at the first call.
+    pub fn encoded(&self) -> Arc<[u8]> {
+        self.encoded.get_or_encode(&self.state)
     }
 }
 

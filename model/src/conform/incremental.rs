@@ -406,11 +406,8 @@ impl<'m> Incremental<'m> {
         if let Err(why) = properties::prefix_execution(&[view(&fresh)], &self.reference) {
             found.push(("prefix execution", why));
         }
-        if replica.audit_failures > 0 {
-            found.push((
-                "audit digests agree",
-                format!("replica {id} found its state different from a quorum's"),
-            ));
+        if let Err(why) = crate::properties::states_agree_where_compared(id, replica) {
+            found.push(("audit digests agree", why));
         }
         let checkpoint = replica.durable.checkpoint.as_ref();
         let held = checkpoint.map(|c| (c.slot, c.digest));

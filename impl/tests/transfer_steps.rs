@@ -1,0 +1,225 @@
+//! Goal: state transfer streams (issue 14). A receiver keeps a window of chunks in flight and
+//! takes them in any order; a newer checkpoint at the sender, or offered by anyone, does not
+//! restart a transfer under way; a sender that lost the checkpoint says so. Each test failed on
+//! the stop-and-wait transfer it replaced (one chunk per round trip, a newer checkpoint
+//! starting the transfer over).
+
+use smr::replica::storage::Checkpoint;
+use smr::replica::transfer::encode_snapshot;
+use smr::replica::{ReplicaConfig, Storage};
+use smr::Msg;
+use spec::{Configuration, ServiceState};
+use stateright::actor::{Command, Id};
+
+mod common;
+use common::{Output, Stepped};
+
+const CHUNK: usize = 2;
+
+fn ids() -> (Id, Id, Id) {
+    (Id::from(0), Id::from(1), Id::from(2))
+}
+
+fn config() -> ReplicaConfig {
+    let (zero, one, two) = ids();
+    let mut config = ReplicaConfig::new(vec![zero, one, two]);
+    config.limits.max_chunk_bytes = CHUNK;
+    config
+}
+
+/// The state after `slots` slots (each a no-op).
+fn state_after(slots: u64) -> ServiceState {
+    let (zero, one, two) = ids();
+    let mut service = ServiceState::new(Configuration::initial([zero, one, two], 1));
+    for slot in 0..slots {
+        service.begin_slot(slot);
+    }
+    service
+}
+
+/// The chunks of the checkpoint of `service` at `slot`, as a sender sends them.
+fn chunks(slot: u64, service: &ServiceState) -> Vec<Msg> {
+    let bytes = encode_snapshot(service);
+    assert!(
+        bytes.len() > 6 * CHUNK,
+        "more chunks than a window and two: {}",
+        bytes.len()
+    );
+    (0..bytes.len())
+        .step_by(CHUNK)
+        .map(|offset| Msg::Snapshot {
+            slot,
+            digest: service.digest(),
+            total: bytes.len() as u64,
+            offset: offset as u64,
+            bytes: bytes[offset..(offset + CHUNK).min(bytes.len())].to_vec(),
+        })
+        .collect()
+}
+
+/// The snapshot requests in `out`, as (destination, slot, offset).
+fn requests(out: &[Output]) -> Vec<(Id, u64, u64)> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Send(dst, Msg::SnapshotRequest { slot, offset }) => {
+                Some((*dst, *slot, *offset))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The snapshot chunks in `out`, as (destination, slot, offset).
+fn chunks_sent(out: &[Output]) -> Vec<(Id, u64, u64)> {
+    out.iter()
+        .filter_map(|c| match c {
+            Command::Send(dst, Msg::Snapshot { slot, offset, .. }) => Some((*dst, *slot, *offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_receiver_keeps_a_window_of_chunk_requests_in_flight() {
+    let (zero, _, two) = ids();
+    let config = config();
+    let window = config.limits.transfer_window as u64;
+    assert!(window >= 2);
+    let (mut receiver, _) = Stepped::start(config, two, Storage::default());
+    let chunks = chunks(5, &state_after(5));
+    let out = receiver.deliver(zero, chunks[0].clone());
+    let expected: Vec<_> = (1..=window).map(|k| (zero, 5, k * CHUNK as u64)).collect();
+    assert_eq!(
+        requests(&out),
+        expected,
+        "a window of chunks asked for at once"
+    );
+    // Each chunk that arrives in order opens the window by one more.
+    let out = receiver.deliver(zero, chunks[1].clone());
+    assert_eq!(requests(&out), vec![(zero, 5, (window + 1) * CHUNK as u64)]);
+}
+
+#[test]
+fn chunks_arriving_out_of_order_are_kept_and_the_snapshot_installs() {
+    let (zero, _, two) = ids();
+    let (mut receiver, _) = Stepped::start(config(), two, Storage::default());
+    let mut chunks = chunks(5, &state_after(5));
+    receiver.deliver(zero, chunks.remove(0));
+    // The rest arrive in reverse order, each within the window by the time it comes (the
+    // window grows as the first missing chunk arrives): deliver pairs swapped.
+    for pair in chunks.chunks(2) {
+        for chunk in pair.iter().rev() {
+            receiver.deliver(zero, chunk.clone());
+        }
+    }
+    assert_eq!(receiver.replica().executed, 5, "the snapshot is installed");
+    assert_eq!(receiver.replica().snapshots_refused, 0);
+    assert!(
+        smr::marks::hits().contains(&smr::marks::Mark::SnapshotChunkAhead),
+        "the test reached the branch it is about"
+    );
+}
+
+#[test]
+fn another_checkpoint_offered_during_a_transfer_does_not_restart_it() {
+    let (zero, one, two) = ids();
+    let (mut receiver, _) = Stepped::start(config(), two, Storage::default());
+    let older = chunks(5, &state_after(5));
+    let newer = chunks(9, &state_after(9));
+    receiver.deliver(zero, older[0].clone());
+    receiver.deliver(zero, older[1].clone());
+    // Replica 1 offers its newer checkpoint: the transfer of the older one goes on, and asks
+    // the offerer for what it misses (the offerer says if it cannot serve it).
+    let out = receiver.deliver(one, newer[0].clone());
+    let transfer = receiver.replica().transfer.as_ref().expect("under way");
+    assert_eq!(transfer.slot, 5, "the transfer under way is kept");
+    assert!(smr::marks::hits().contains(&smr::marks::Mark::SnapshotTransferKept));
+    assert_eq!(transfer.received_in_order(), 2 * CHUNK as u64);
+    assert!(requests(&out)
+        .iter()
+        .all(|(dst, slot, _)| *dst == one && *slot == 5));
+    assert!(requests(&out).contains(&(one, 5, 2 * CHUNK as u64)));
+    for chunk in &older[2..] {
+        receiver.deliver(zero, chunk.clone());
+    }
+    assert_eq!(
+        receiver.replica().executed,
+        5,
+        "the older snapshot installed"
+    );
+}
+
+#[test]
+fn a_newer_checkpoint_at_the_sender_does_not_restart_a_transfer_under_way() {
+    let (zero, one, two) = ids();
+    let storage = Storage {
+        checkpoint: Some(Checkpoint::of(5, &state_after(5))),
+        ..Storage::default()
+    };
+    let (mut sender, _) = Stepped::start(config(), zero, storage);
+    assert_eq!(sender.replica().executed, 5);
+    // Replica 2 is behind: the sender offers it checkpoint 5.
+    let out = sender.deliver(two, Msg::CatchUp { from: 0 });
+    assert_eq!(chunks_sent(&out), vec![(two, 5, 0)]);
+    // Meanwhile the sender moves on to checkpoint 9 (here by a transfer of its own).
+    for chunk in chunks(9, &state_after(9)) {
+        sender.deliver(one, chunk);
+    }
+    assert_eq!(sender.replica().durable.checkpoint_slot(), 9);
+    // Replica 2's requests for checkpoint 5 are still served, from the lent checkpoint.
+    let out = sender.deliver(
+        two,
+        Msg::SnapshotRequest {
+            slot: 5,
+            offset: CHUNK as u64,
+        },
+    );
+    assert_eq!(chunks_sent(&out), vec![(two, 5, CHUNK as u64)]);
+    assert!(smr::marks::hits().contains(&smr::marks::Mark::SnapshotLentServed));
+    // So are its offers: an offer to a receiver with a loan is the lent checkpoint again.
+    let out = sender.deliver(two, Msg::CatchUp { from: 0 });
+    assert_eq!(chunks_sent(&out), vec![(two, 5, 0)]);
+    // Once it catches up from slot 5, it installed it: the loan ends. This sender holds no
+    // log after slot 5 (it got checkpoint 9 by transfer), so it offers checkpoint 9.
+    let out = sender.deliver(two, Msg::CatchUp { from: 5 });
+    assert_eq!(sender.replica().lent.get(&two).map(|c| c.slot), Some(9));
+    assert_eq!(chunks_sent(&out), vec![(two, 9, 0)]);
+}
+
+#[test]
+fn a_sender_that_no_longer_holds_the_checkpoint_says_so_and_the_transfer_starts_over() {
+    let (zero, _, two) = ids();
+    let storage = Storage {
+        checkpoint: Some(Checkpoint::of(9, &state_after(9))),
+        ..Storage::default()
+    };
+    // The sender restarted: checkpoint 5, lent before, is gone.
+    let (mut sender, _) = Stepped::start(config(), zero, storage);
+    let out = sender.deliver(
+        two,
+        Msg::SnapshotRequest {
+            slot: 5,
+            offset: CHUNK as u64,
+        },
+    );
+    assert!(out
+        .iter()
+        .any(|c| matches!(c, Command::Send(dst, Msg::SnapshotGone { slot: 5 }) if *dst == two)));
+    assert_eq!(
+        chunks_sent(&out),
+        vec![(two, 9, 0)],
+        "and offers the latest"
+    );
+
+    let (mut receiver, _) = Stepped::start(config(), two, Storage::default());
+    let older = chunks(5, &state_after(5));
+    let newer = chunks(9, &state_after(9));
+    receiver.deliver(zero, older[0].clone());
+    receiver.deliver(zero, Msg::SnapshotGone { slot: 5 });
+    assert!(receiver.replica().transfer.is_none(), "given up");
+    assert!(smr::marks::hits().contains(&smr::marks::Mark::SnapshotAbandoned));
+    for chunk in newer {
+        receiver.deliver(zero, chunk);
+    }
+    assert_eq!(receiver.replica().executed, 9);
+}
