@@ -185,6 +185,20 @@ marks! {
     /// The sender no longer holds the checkpoint of the transfer under way: it is given up.
     SnapshotAbandoned = "transfer.abandoned",
 
+    // --- replica/pre_vote.rs ---
+    /// An election timeout starts a pre-vote.
+    PreVoteStarted = "pre-vote.started",
+    /// A pre-vote is refused: the receiver leads, or heard from its leader since its timer.
+    PreVoteRefusedLeaderAlive = "pre-vote.refused-leader-alive",
+    /// A pre-vote is refused: the receiver could not promise its ballot.
+    PreVoteRefusedStale = "pre-vote.refused-stale",
+    /// A pre-vote is refused: the candidate is no member of the receiver's configuration.
+    PreVoteRefusedNonMember = "pre-vote.refused-non-member",
+    /// A pre-vote is granted.
+    PreVoteGranted = "pre-vote.granted",
+    /// A quorum granted the pre-vote: the replica campaigns.
+    PreVoteWon = "pre-vote.won",
+
     // --- replica/lending.rs ---
     /// A snapshot request continues the checkpoint it asks for.
     SnapshotContinued = "lending.snapshot-continued",
@@ -274,6 +288,7 @@ mod tests {
             include_str!("replica/checkpoint.rs"),
             include_str!("replica/transfer.rs"),
             include_str!("replica/lending.rs"),
+            include_str!("replica/pre_vote.rs"),
             include_str!("replica/rebuild.rs"),
             include_str!("client.rs"),
         ]

@@ -60,6 +60,12 @@ pub enum Msg {
     },
     /// The receiver's ballot is stale: the sender has promised `ballot`.
     Nack { ballot: Ballot },
+    /// Pre-vote (Raft dissertation, section 9.6): the sender's election timer fired, and it
+    /// would campaign in `ballot`. Nothing changes at the receiver, which grants it only if it
+    /// could promise `ballot` and has not heard from a leader since its own timer last fired.
+    PreVote { ballot: Ballot },
+    /// The pre-vote for `ballot` is granted.
+    PreVoteGranted { ballot: Ballot },
 
     // --- Phase 2: the leader asks acceptors to accept a command for a slot. ---
     /// Phase 2a. `commit` tells how far the leader has executed: every slot below it is

@@ -110,6 +110,12 @@ impl Rewrite<Id> for Msg {
             Msg::Nack { ballot } => Msg::Nack {
                 ballot: ballot.rewrite(plan),
             },
+            Msg::PreVote { ballot } => Msg::PreVote {
+                ballot: ballot.rewrite(plan),
+            },
+            Msg::PreVoteGranted { ballot } => Msg::PreVoteGranted {
+                ballot: ballot.rewrite(plan),
+            },
             Msg::Accept {
                 ballot,
                 slot,
@@ -209,6 +215,8 @@ impl Rewrite<Id> for ReplicaState {
             durable,
             role,
             leader,
+            leader_heard,
+            pre_vote,
             log,
             executed,
             service,
@@ -225,6 +233,9 @@ impl Rewrite<Id> for ReplicaState {
             durable: durable.rewrite(plan),
             role: role.rewrite(plan),
             leader: leader.rewrite(plan),
+            leader_heard: *leader_heard,
+            pre_vote: pre_vote
+                .map(|(ballot, granted)| (ballot.rewrite(plan), granted.rewrite(plan))),
             log: log.clone(),
             executed: *executed,
             service: service.clone(),

@@ -75,7 +75,8 @@ pub struct History {
     /// (a request answered once may later find its session retired), and the answer to an
     /// opening decided again after its session was retired. Each is judged on its own.
     pub other_replies: Arc<BTreeSet<(RequestId, Slot, Output)>>,
-    /// Every ballot a candidate prepared (bounds the number of elections).
+    /// Every ballot a candidate prepared or asked pre-votes for (bounds the number of
+    /// elections).
     pub ballots: BTreeSet<Ballot>,
     /// Storage losses so far (the model's `LoseStorage` action).
     pub storage_losses: u32,
@@ -357,8 +358,9 @@ impl History {
             }
             // The bootstrap ballot (round 1 of replica 0) is no election, even when its leader
             // asks the members of a new configuration for their promises. Every other ballot
-            // is, the rebuild of a replica that lost its storage included.
-            Msg::Prepare { ballot, .. }
+            // is, the rebuild of a replica that lost its storage included, and so is a ballot
+            // asked for in a pre-vote: the pre-vote is the election's first round.
+            Msg::Prepare { ballot, .. } | Msg::PreVote { ballot }
                 if !is_bootstrap(ballot) && !history.ballots.contains(ballot) =>
             {
                 let mut next = history.clone();

@@ -318,11 +318,13 @@ pub fn msg() -> impl Strategy<Value = Msg> {
             }),
         (slot(), any::<u64>()).prop_map(|(slot, offset)| Msg::SnapshotRequest { slot, offset }),
         slot().prop_map(|slot| Msg::SnapshotGone { slot }),
+        ballot().prop_map(|ballot| Msg::PreVote { ballot }),
+        ballot().prop_map(|ballot| Msg::PreVoteGranted { ballot }),
     ]
 }
 
 /// The number of [`Msg`] variants.
-pub const MSG_VARIANTS: usize = 14;
+pub const MSG_VARIANTS: usize = 16;
 
 /// The variant of `msg`, numbered in declaration order. The match has no wildcard, so a new
 /// variant does not compile until it is numbered here, and then the test that every variant is
@@ -334,6 +336,8 @@ pub fn variant(msg: &Msg) -> usize {
         Msg::Prepare { .. } => 2,
         Msg::Promise { .. } => 3,
         Msg::Nack { .. } => 4,
+        Msg::PreVote { .. } => 14,
+        Msg::PreVoteGranted { .. } => 15,
         Msg::Accept { .. } => 5,
         Msg::Accepted { .. } => 6,
         Msg::Heartbeat { .. } => 7,

@@ -49,6 +49,8 @@ enum Input {
     HeartbeatForCurrent(u64, bool),
     /// A vote for the replica's own latest checkpoint.
     VoteForOwnCheckpoint(Id),
+    /// A grant of the pre-vote the replica runs, if any (so that candidacies start).
+    PreVoteGrant(Id),
     /// A client's request.
     Request(spec::Request),
 }
@@ -66,7 +68,8 @@ fn input() -> impl Strategy<Value = Input> {
         2 => (slot(), command(), slot(), any::<bool>())
             .prop_map(|(slot, c, commit, stable)| Input::AcceptForCurrent(slot, c, commit, stable)),
         1 => (slot(), any::<bool>()).prop_map(|(commit, stable)| Input::HeartbeatForCurrent(commit, stable)),
-        1 => member.prop_map(Input::VoteForOwnCheckpoint),
+        1 => member.clone().prop_map(Input::VoteForOwnCheckpoint),
+        2 => member.prop_map(Input::PreVoteGrant),
         1 => request().prop_map(|mut r| {
             r.client = Id::from(REPLICAS + usize::from(r.client) % 3);
             Input::Request(r)
@@ -149,6 +152,10 @@ fn resolve(input: Input, id: Id, state: &ReplicaState) -> Option<(Id, Msg)> {
                     stable,
                 },
             )
+        }
+        Input::PreVoteGrant(src) => {
+            let (ballot, _) = state.pre_vote?;
+            (src, Msg::PreVoteGranted { ballot })
         }
         Input::VoteForOwnCheckpoint(src) => {
             let (slot, digest) = own_checkpoint(state)?;

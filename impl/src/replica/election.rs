@@ -44,7 +44,12 @@ impl Replica {
         if state.is_leader() || !self.can_lead(id, state) {
             return;
         }
-        self.start_election(id, state.to_mut(), fx);
+        if state.durable.rebuilding {
+            // A rebuild runs without a pre-vote (see `pre_vote`).
+            self.start_election(id, state.to_mut(), fx);
+        } else {
+            self.start_pre_vote(id, state.to_mut(), fx);
+        }
     }
 
     /// Whether this replica may campaign: it is a member of every configuration that decides

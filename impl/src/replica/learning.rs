@@ -165,7 +165,7 @@ impl Replica {
             }
             state.leader = Some(src);
         }
-        self.reset_election_timer(fx);
+        self.heard_from_leader(state, fx);
         if self.learn_committed(id, state, ballot, commit, fx) {
             marks::hit(Mark::HeartbeatShowsGap);
             fx.send(

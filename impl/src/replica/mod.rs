@@ -22,6 +22,7 @@ mod execution;
 pub mod invariants;
 mod learning;
 mod lending;
+mod pre_vote;
 mod rebuild;
 mod replication;
 pub mod state;
@@ -150,6 +151,8 @@ impl Replica {
             durable,
             role: Role::Follower,
             leader: None,
+            leader_heard: false,
+            pre_vote: None,
             log: BTreeMap::new(),
             executed,
             service,
@@ -278,6 +281,10 @@ impl Replica {
                 self.on_promise(id, state, src, promise, &mut fx)
             }
             Msg::Nack { ballot } => self.on_nack(state, ballot, &mut fx),
+            Msg::PreVote { ballot } => self.on_pre_vote(id, state, src, ballot, &mut fx),
+            Msg::PreVoteGranted { ballot } => {
+                self.on_pre_vote_granted(id, state, src, ballot, &mut fx)
+            }
             Msg::Accept {
                 ballot,
                 slot,

@@ -45,7 +45,7 @@ impl Replica {
             // higher ballot if its promises do not come (heartbeats would hold it off forever).
             return;
         }
-        self.reset_election_timer(fx);
+        self.heard_from_leader(state, fx);
         let alpha = state.service.configuration.alpha;
         if commit > state.executed + alpha {
             if state.transfer.is_none() {

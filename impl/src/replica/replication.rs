@@ -360,6 +360,8 @@ impl Replica {
             }
             if ballot == state.ballot() {
                 state.leader = Some(ballot.leader);
+                state.leader_heard = true;
+                state.pre_vote = None;
                 self.reset_election_timer(fx);
             }
             let same_value = state

@@ -251,6 +251,13 @@ pub struct ReplicaState {
     pub role: Role,
     /// The replica believed to lead, for redirecting clients.
     pub leader: Option<Id>,
+    /// Heard from the leader of its ballot (an Accept or a heartbeat) since its election timer
+    /// last fired: it then grants no pre-vote, so a replica that merely lost touch with a live
+    /// leader cannot depose it (leader stickiness, `replica::pre_vote`).
+    pub leader_heard: bool,
+    /// The pre-vote this replica runs (its election timer fired): the ballot it asks for, and
+    /// who granted it so far.
+    pub pre_vote: Option<(Ballot, Votes)>,
     /// Decided commands, from the first slot still held.
     pub log: BTreeMap<Slot, Command>,
     /// Slots `0..executed` have been applied to `service`.
@@ -290,6 +297,8 @@ impl ReplicaState {
             durable,
             role,
             leader,
+            leader_heard,
+            pre_vote,
             log,
             executed,
             service,
@@ -306,6 +315,8 @@ impl ReplicaState {
         checkpoint_votes.hash(&mut hasher);
         transfer.hash(&mut hasher);
         lent.hash(&mut hasher);
+        leader_heard.hash(&mut hasher);
+        pre_vote.hash(&mut hasher);
         snapshots_refused.hash(&mut hasher);
         diverged.hash(&mut hasher);
         snapshots_installed.hash(&mut hasher);

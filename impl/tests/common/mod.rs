@@ -46,8 +46,11 @@ impl Stepped {
     /// Replica `id`, elected in its first ballot with the promise of `peer` (of 3 replicas).
     pub fn elected(config: ReplicaConfig, id: Id, peer: Id) -> Stepped {
         let (mut replica, _) = Stepped::start(config, id, Storage::default());
+        // The timeout starts a pre-vote for the next ballot; the peer grants it.
         replica.fire(Timer::Election);
-        let ballot = replica.replica().ballot();
+        let ballot = replica.replica().ballot().next_for(id);
+        replica.deliver(peer, Msg::PreVoteGranted { ballot });
+        assert_eq!(replica.replica().ballot(), ballot, "campaigns");
         replica.deliver(
             peer,
             Msg::Promise {
