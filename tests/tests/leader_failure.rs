@@ -96,3 +96,51 @@ async fn a_killed_leader_is_replaced_and_catches_up_after_restart() {
         Output::Kv(KvOutput::Value(Some("one".into())))
     );
 }
+
+/// Issue 14: a replica cut off from a live leader used to raise its promise at each election
+/// timeout; once back, its higher ballot deposed the healthy leader. With pre-vote it asks
+/// first, the others (who hear the leader) refuse, and the leader keeps its ballot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_a_live_leader_does_not_depose_it_when_it_returns() {
+    let cluster = TestCluster::start(3).await;
+    cluster
+        .run(vec![put("k", "before")])
+        .await
+        .expect("the cluster answers");
+    let ballot_of =
+        |statuses: &std::collections::BTreeMap<Id, smr::deploy::status::StatusAnswer>,
+         id: usize| {
+            statuses[&Id::from(id)]
+                .status
+                .as_ref()
+                .map(|s| (s.role.clone(), s.ballot))
+        };
+    let before = cluster.status().await;
+    let (role, leader_ballot) = ballot_of(&before, 0).expect("replica 0 answers");
+    assert_eq!(role, "leader");
+    // Replica 2 is cut off from both others, both ways, for several election timeouts.
+    cluster.partition(2, &[0, 1]);
+    cluster.partition(0, &[2]);
+    cluster.partition(1, &[2]);
+    cluster
+        .run(vec![put("k", "during")])
+        .await
+        .expect("two of three answer");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, isolated) = ballot_of(&cluster.status().await, 2).expect("replica 2 answers");
+    assert_eq!(isolated, leader_ballot, "no ballot raised while cut off");
+    for id in 0..3 {
+        cluster.partition(id, &[]);
+    }
+    cluster
+        .run(vec![put("k", "after")])
+        .await
+        .expect("the cluster answers");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let after = cluster.status().await;
+    assert_eq!(
+        ballot_of(&after, 0),
+        Some(("leader".to_string(), leader_ballot)),
+        "the leader keeps leading in its ballot: {after:#?}"
+    );
+}
