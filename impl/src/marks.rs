@@ -186,6 +186,8 @@ marks! {
     SnapshotAbandoned = "transfer.abandoned",
 
     // --- replica/pre_vote.rs ---
+    /// An election timeout after news of the leader: the replica suspects it.
+    LeaderSuspected = "pre-vote.leader-suspected",
     /// An election timeout starts a pre-vote.
     PreVoteStarted = "pre-vote.started",
     /// A pre-vote is refused: the receiver leads, or heard from its leader since its timer.

@@ -64,6 +64,12 @@ pub struct ModelConfig {
     pub network: NetworkKind,
     /// Whether leaders send heartbeats (and followers catch up on what they show missing).
     pub heartbeats: bool,
+    /// Whether replicas campaign only after a pre-vote, as deployed ones do
+    /// (`impl/src/replica/pre_vote.rs`). Off in most presets: it multiplies their state
+    /// spaces (each replica's suspicion of the leader comes and goes with its timer), and
+    /// safety does not rest on it; the presets `pre-vote` and `pre-vote-quit` and the
+    /// simulation check it.
+    pub pre_vote: bool,
     /// Whether each client invokes its first operation only after the previous client's first
     /// operation was answered (real-time order across clients, which linearizability needs to
     /// see a stale read); otherwise all clients start at once.
@@ -132,6 +138,7 @@ impl Default for ModelConfig {
             window: 1,
             network: NetworkKind::Unordered,
             heartbeats: false,
+            pre_vote: false,
             staggered: true,
             one_copy_in_flight: true,
             checkpoint_interval: None,
@@ -295,6 +302,23 @@ pub const PRESETS: &[Preset] = &[
         },
     },
     Preset {
+        name: "pre-vote",
+        about: "the `default` clients with pre-vote, as deployed replicas campaign: an election is a pre-vote granted by a quorum, then Phase 1; no crash",
+        config: || ModelConfig {
+            crashes: 0,
+            pre_vote: true,
+            ..ModelConfig::default()
+        },
+    },
+    Preset {
+        name: "pre-vote-quit",
+        about: "`quit-leader` with pre-vote: the leader quits, and a replica that has executed the QUIT refuses the quitter's pre-vote; 1 crash, 1 election",
+        config: || ModelConfig {
+            pre_vote: true,
+            ..ModelConfig::preset("quit-leader").expect("preset quit-leader")
+        },
+    },
+    Preset {
         name: "disk-loss",
         about: "a replica crashes and loses its storage (wiped or damaged disk) at any point, and rebuilds it from the others before it votes; an election at any time; 2 clients (a put, a get)",
         config: || ModelConfig {
@@ -353,6 +377,7 @@ pub const PRESETS: &[Preset] = &[
             one_copy_in_flight: false,
             window: 2,
             heartbeats: true,
+            pre_vote: true,
             checkpoint_interval: Some(3),
             spares: 1,
             changes: vec![Change::Quit(Id::from(0)), Change::Join(Id::from(5))],
@@ -542,6 +567,10 @@ impl ModelConfig {
             option("heartbeats", true, String::new());
             rebuilt.heartbeats = true;
         }
+        if self.pre_vote && !base.pre_vote {
+            option("pre-vote", true, String::new());
+            rebuilt.pre_vote = true;
+        }
         if !self.staggered && base.staggered {
             option("concurrent-clients", true, String::new());
             rebuilt.staggered = false;
@@ -585,6 +614,9 @@ impl fmt::Display for ModelConfig {
         )?;
         if self.storage_losses > 0 {
             write!(f, " storage-losses={}", self.storage_losses)?;
+        }
+        if self.pre_vote {
+            write!(f, " pre-vote")?;
         }
         if !self.staggered && self.clients > 1 {
             write!(f, " concurrent-clients")?;

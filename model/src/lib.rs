@@ -342,6 +342,7 @@ pub fn build(cfg: &ModelConfig) -> SmrModel {
         };
         config.election_timeout = model_timeout();
         config.heartbeat_interval = cfg.heartbeats.then(model_timeout);
+        config.pre_vote = cfg.pre_vote;
         config.initial_leader = Some(Id::from(0));
         config.checkpoint_interval = cfg.checkpoint_interval;
         #[cfg(feature = "seeded-bugs")]

@@ -192,6 +192,9 @@ struct Bounds {
     /// Leaders send heartbeats, and followers catch up on what they show missing.
     #[arg(long)]
     heartbeats: bool,
+    /// Replicas campaign only after a pre-vote, as deployed ones do.
+    #[arg(long)]
+    pre_vote: bool,
     /// The replicas' limits scaled down so that the model reaches them: batches of one
     /// request, a queue of two, promise and catch-up pages of one entry, 16-byte snapshot
     /// chunks, checkpoint votes kept for one slot.
@@ -248,6 +251,9 @@ impl Bounds {
         }
         if self.heartbeats {
             cfg.heartbeats = true;
+        }
+        if self.pre_vote {
+            cfg.pre_vote = true;
         }
         if self.scaled_limits {
             cfg.limits = model::scaled_limits();

@@ -90,7 +90,7 @@ fn the_leader_quits_and_a_new_leader_decides() {
         crashes: 0,
         ..ModelConfig::preset("quit-leader").unwrap()
     };
-    check_pinned(cfg, 59_528);
+    check_pinned(cfg, 9_988);
 }
 
 #[test]
@@ -99,5 +99,14 @@ fn a_replica_loses_its_storage_and_rebuilds_it() {
         clients: 1,
         ..ModelConfig::preset("disk-loss").unwrap()
     };
-    check_pinned(cfg, 57_468);
+    check_pinned(cfg, 55_420);
+}
+
+#[test]
+fn an_election_through_a_pre_vote() {
+    let cfg = ModelConfig {
+        clients: 1,
+        ..ModelConfig::preset("pre-vote").unwrap()
+    };
+    check_pinned(cfg, 8_006);
 }

@@ -249,12 +249,13 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 members.join(", ")
             );
             say!(
-                "  slots decided {} executed {}; log from slot {} ({} accepted in storage); checkpoint {checkpoint}; snapshots installed {}; audit failures {}",
+                "  slots decided {} executed {}; log from slot {} ({} accepted in storage); checkpoint {checkpoint}; snapshots installed {} (refused {}); audit failures {}",
                 status.decided,
                 status.executed,
                 status.log_start,
                 status.accepted,
                 status.snapshots_installed,
+                status.snapshots_refused,
                 status.audit_failures,
             );
             say!(

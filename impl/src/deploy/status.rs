@@ -54,6 +54,11 @@ pub struct ReplicaStatus {
     pub snapshots_installed: u32,
     /// Audits that found this replica's state different from a quorum's.
     pub audit_failures: u32,
+    /// State transfers whose assembled snapshot was not the one announced (refused).
+    pub snapshots_refused: u32,
+    /// The size of the latest checkpoint as a state transfer sends it (compressed), once a
+    /// transfer has sent or received it.
+    pub checkpoint_transfer_bytes: Option<u64>,
 }
 
 /// Encodes the status of a replica state (the runtime's status function for replicas).
@@ -108,6 +113,13 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
         log_start: replica.durable.log_start,
         snapshots_installed: replica.snapshots_installed,
         audit_failures: replica.audit_failures,
+        snapshots_refused: replica.snapshots_refused,
+        checkpoint_transfer_bytes: replica
+            .durable
+            .checkpoint
+            .as_ref()
+            .and_then(|checkpoint| checkpoint.encoded.len_if_encoded())
+            .map(|len| len as u64),
     };
     postcard::to_stdvec(&status).unwrap_or_default()
 }

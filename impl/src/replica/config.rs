@@ -102,6 +102,10 @@ pub struct ReplicaConfig {
     /// for that ballot could only learn that nothing was accepted anywhere, so it is skipped
     /// (the usual Multi-Paxos bootstrap). `None`: the first leader is elected.
     pub initial_leader: Option<Id>,
+    /// Campaign only after a pre-vote (`replica::pre_vote`): on in every deployment. Off, an
+    /// election timeout starts Phase 1 at once; the model checks most presets so, since
+    /// pre-vote multiplies their state spaces, and checks pre-vote in presets of its own.
+    pub pre_vote: bool,
     #[cfg(feature = "seeded-bugs")]
     pub bug: Option<SeededBug>,
 }
@@ -142,6 +146,7 @@ impl ReplicaConfig {
             heartbeat_interval: Some(Duration::from_millis(50)..Duration::from_millis(50)),
             initial_leader,
             checkpoint_interval: Some(1024),
+            pre_vote: true,
             #[cfg(feature = "seeded-bugs")]
             bug: None,
         }

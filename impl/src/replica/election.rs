@@ -44,11 +44,11 @@ impl Replica {
         if state.is_leader() || !self.can_lead(id, state) {
             return;
         }
-        if state.durable.rebuilding {
+        if state.durable.rebuilding || !self.config.pre_vote {
             // A rebuild runs without a pre-vote (see `pre_vote`).
             self.start_election(id, state.to_mut(), fx);
         } else {
-            self.start_pre_vote(id, state.to_mut(), fx);
+            self.on_leader_silent(id, state.to_mut(), fx);
         }
     }
 

@@ -12,12 +12,17 @@
 //! from a live leader, one that lags behind its own QUIT, or one that just restarted cannot
 //! depose a leader that the others still hear.
 //!
+//! An election timeout after news of the leader only makes the replica *suspect* the leader
+//! (it then grants pre-votes); the next timeout without news starts its own pre-vote. After a
+//! leader fails, every follower suspects it within one timeout, and the first to time out again
+//! is granted its pre-vote: an election takes about two election timeouts instead of one. (A
+//! replica that asked at its first timeout would be refused by the others until their own
+//! timers fired anyway; asking one timeout later costs nothing, and in the model it keeps an
+//! election to one ballot: granting does not need a pre-vote of the granter's own.)
+//!
 //! Safety does not depend on any of this: a pre-vote changes nothing at the replicas that grant
-//! it, and Phase 1 is unchanged. The cost is time. After a leader fails, the first replica
-//! whose timer fires is refused by those that heard the leader until their own timers fire;
-//! an election then takes about two election timeouts instead of one. A replica rebuilding
-//! lost storage runs its rebuild election without a pre-vote: it must rebuild even while a
-//! leader is alive (`rebuild`).
+//! it, and Phase 1 is unchanged. A replica rebuilding lost storage runs its rebuild election
+//! without a pre-vote: it must rebuild even while a leader is alive (`rebuild`).
 
 use super::state::{ReplicaState, Votes};
 use super::Replica;
@@ -30,12 +35,24 @@ use stateright::actor::Id;
 use std::borrow::Cow;
 
 impl Replica {
-    /// The election timer fired while this replica does not lead: it stops counting on the
-    /// leader it heard, and asks for pre-votes for its next ballot (or campaigns at once, if its
-    /// own grant is a quorum).
-    pub(super) fn start_pre_vote(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
+    /// The election timer fired while this replica does not lead. If it had heard from the
+    /// leader since the timer last fired, it only stops counting on that leader (from now on
+    /// it grants pre-votes); otherwise it asks for pre-votes for its next ballot (or campaigns
+    /// at once, if its own grant is a quorum).
+    pub(super) fn on_leader_silent(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
+        if state.leader_heard {
+            marks::hit(Mark::LeaderSuspected);
+            state.leader_heard = false;
+            fx.set_timer(Timer::Election, self.config.election_timeout.clone());
+            return;
+        }
+        self.start_pre_vote(id, state, fx);
+    }
+
+    /// Asks for pre-votes for the next ballot (or campaigns at once, if this replica's own
+    /// grant is a quorum).
+    fn start_pre_vote(&self, id: Id, state: &mut ReplicaState, fx: &mut Effects) {
         marks::hit(Mark::PreVoteStarted);
-        state.leader_heard = false;
         let ballot = state.ballot().next_for(id);
         // A pre-vote asked again for the same ballot keeps the grants it has.
         let mut granted = match state.pre_vote {
@@ -115,7 +132,7 @@ impl Replica {
     /// This replica heard from the leader of its ballot: it grants no pre-vote until its
     /// election timer fires again, stops its own pre-vote, and restarts the timer.
     pub(super) fn heard_from_leader(&self, state: &mut Cow<ReplicaState>, fx: &mut Effects) {
-        if !state.leader_heard || state.pre_vote.is_some() {
+        if self.config.pre_vote && (!state.leader_heard || state.pre_vote.is_some()) {
             let state = state.to_mut();
             state.leader_heard = true;
             state.pre_vote = None;

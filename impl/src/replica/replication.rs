@@ -360,8 +360,10 @@ impl Replica {
             }
             if ballot == state.ballot() {
                 state.leader = Some(ballot.leader);
-                state.leader_heard = true;
-                state.pre_vote = None;
+                if self.config.pre_vote {
+                    state.leader_heard = true;
+                    state.pre_vote = None;
+                }
                 self.reset_election_timer(fx);
             }
             let same_value = state

@@ -63,6 +63,11 @@ impl EncodedSnapshot {
         self.0.get_or_init(|| encode_snapshot(state).into()).clone()
     }
 
+    /// The encoding's length, if it was made already (without making it).
+    pub fn len_if_encoded(&self) -> Option<usize> {
+        self.0.get().map(|bytes| bytes.len())
+    }
+
     /// An encoding already known (the bytes a transfer received), kept for later transfers.
     fn known(bytes: Vec<u8>) -> Self {
         let cell = OnceLock::new();

@@ -48,6 +48,7 @@ pub struct ReplicaDescription {
     pub heartbeat_interval: Option<Range<Duration>>,
     pub checkpoint_interval: Option<u64>,
     pub initial_leader: Option<u64>,
+    pub pre_vote: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +90,7 @@ impl NodeDescription {
                     heartbeat_interval: c.heartbeat_interval.clone(),
                     checkpoint_interval: c.checkpoint_interval,
                     initial_leader: c.initial_leader.map(wire),
+                    pre_vote: c.pre_vote,
                 })
             }
             Node::Client(client) => NodeKind::Client(ClientDescription {
@@ -143,6 +145,7 @@ impl NodeDescription {
                 config.heartbeat_interval = r.heartbeat_interval.clone();
                 config.checkpoint_interval = r.checkpoint_interval;
                 config.initial_leader = r.initial_leader.map(id);
+                config.pre_vote = r.pre_vote;
                 Node::Replica(Replica::new(config))
             }
             NodeKind::Client(c) => Node::Client(Client {
