@@ -331,11 +331,12 @@ async fn put_keys(
 ) -> Result<(), String> {
     const LOADERS: u64 = 64;
     const PER_CLIENT: u64 = 200;
-    let value: spec::Value = "v".repeat(arguments.value_bytes).into();
     let mut tasks = Vec::new();
     for loader in 0..LOADERS {
         let mine: Vec<u64> = keys.clone().filter(|k| k % LOADERS == loader).collect();
-        let (cluster, ids, value) = (cluster.clone(), ids.clone(), value.clone());
+        let (cluster, ids) = (cluster.clone(), ids.clone());
+        let mut random = SplitMix64::new(0x10ad_0000 + loader);
+        let bytes = arguments.value_bytes;
         tasks.push(tokio::spawn(async move {
             let socket = client_socket(&cluster).await?;
             for batch in mine.chunks(PER_CLIENT as usize) {
@@ -344,7 +345,7 @@ async fn put_keys(
                     .map(|k| {
                         Operation::Kv(KvOp::Put {
                             key: format!("key{k}").into(),
-                            value: value.clone(),
+                            value: random_value(&mut random, bytes),
                         })
                     })
                     .collect();
@@ -370,19 +371,28 @@ async fn write_lane(
 ) -> Result<(), String> {
     let socket = client_socket(&cluster).await?;
     let mut random = SplitMix64::new(0x7a5f_0000 + lane as u64);
-    let value: spec::Value = "w".repeat(arguments.value_bytes).into();
     while writing.load(Ordering::Relaxed) {
         let ops = (0..100)
             .map(|_| {
                 Operation::Kv(KvOp::Put {
                     key: format!("key{}", random.below(arguments.keys)).into(),
-                    value: value.clone(),
+                    value: random_value(&mut random, arguments.value_bytes),
                 })
             })
             .collect();
         run_client(&cluster, &ids, ops, socket.clone(), Some(answered.clone())).await?;
     }
     Ok(())
+}
+
+/// A value of `bytes` random letters and digits: data that compresses little, as real values
+/// often do not.
+fn random_value(random: &mut SplitMix64, bytes: usize) -> spec::Value {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let text: String = (0..bytes)
+        .map(|_| ALPHABET[random.below(ALPHABET.len() as u64) as usize] as char)
+        .collect();
+    text.into()
 }
 
 async fn client_socket(cluster: &Cluster) -> Result<Arc<tokio::net::UdpSocket>, String> {
