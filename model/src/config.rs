@@ -119,6 +119,7 @@ pub fn scaled_limits() -> Limits {
         max_chunk_bytes: 16,
         transfer_window: 2,
         max_snapshot_bytes: Limits::default().max_snapshot_bytes,
+        max_lent_log_slots: Limits::default().max_lent_log_slots,
         max_pending_checkpoints: 1,
         max_sessions: 3,
     }

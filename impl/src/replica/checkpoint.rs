@@ -275,7 +275,12 @@ impl Replica {
         // The decided commands after a checkpoint lent to a transfer stay (they are volatile
         // and not the acceptor's), so that its receiver catches up by log once it installs
         // it, instead of needing another transfer of a later checkpoint (`lending`).
-        let kept_from = state.lent.values().map(|c| c.slot).fold(slot, Slot::min);
+        let kept_from = state
+            .lent
+            .values()
+            .map(|c| c.slot)
+            .fold(slot, Slot::min)
+            .max(slot.saturating_sub(self.config.limits.max_lent_log_slots));
         state.log = state.log.split_off(&kept_from);
         state.checkpoint_votes = state.checkpoint_votes.split_off(&(slot + 1));
         if let Role::Leader(leadership) = &mut state.role {

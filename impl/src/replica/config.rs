@@ -33,6 +33,10 @@ pub struct Limits {
     pub transfer_window: usize,
     /// The largest snapshot a replica accepts in a state transfer, compressed or not.
     pub max_snapshot_bytes: u64,
+    /// Slots of decided log kept below the truncation point for a checkpoint lent to a
+    /// transfer (`replica::lending`), so that its receiver continues by log: a receiver that
+    /// never comes back costs at most this much memory.
+    pub max_lent_log_slots: u64,
     /// Slots for which checkpoint votes from other replicas are kept while this replica has
     /// not reached them yet.
     pub max_pending_checkpoints: usize,
@@ -69,6 +73,7 @@ impl Default for Limits {
             max_chunk_bytes: 32 * 1024,
             transfer_window: 4,
             max_snapshot_bytes: 1 << 30,
+            max_lent_log_slots: 16_384,
             max_pending_checkpoints: 4,
             max_sessions: DEFAULT_MAX_SESSIONS,
         }

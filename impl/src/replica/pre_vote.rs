@@ -91,14 +91,13 @@ impl Replica {
             marks::hit(Mark::PreVoteRefusedStale);
             return; // It could not promise that ballot.
         }
+        if ballot.leader != src {
+            return; // Not its own ballot: no correct replica asks for that.
+        }
         if !self.can_lead(src, state) {
             marks::hit(Mark::PreVoteRefusedNonMember);
             return; // The candidate's QUIT is decided here (or it never was a member).
         }
-        debug_assert!(
-            ballot.leader == src,
-            "a pre-vote asks for its sender's ballot"
-        );
         marks::hit(Mark::PreVoteGranted);
         fx.send(src, Msg::PreVoteGranted { ballot });
     }

@@ -42,6 +42,7 @@ pub struct ReplicaDescription {
     pub max_chunk_bytes: usize,
     pub transfer_window: usize,
     pub max_snapshot_bytes: u64,
+    pub max_lent_log_slots: u64,
     pub max_pending_checkpoints: usize,
     pub max_sessions: usize,
     pub election_timeout: Range<Duration>,
@@ -84,6 +85,7 @@ impl NodeDescription {
                     max_chunk_bytes: c.limits.max_chunk_bytes,
                     transfer_window: c.limits.transfer_window,
                     max_snapshot_bytes: c.limits.max_snapshot_bytes,
+                    max_lent_log_slots: c.limits.max_lent_log_slots,
                     max_pending_checkpoints: c.limits.max_pending_checkpoints,
                     max_sessions: c.limits.max_sessions,
                     election_timeout: c.election_timeout.clone(),
@@ -137,6 +139,7 @@ impl NodeDescription {
                     max_chunk_bytes: r.max_chunk_bytes,
                     transfer_window: r.transfer_window,
                     max_snapshot_bytes: r.max_snapshot_bytes,
+                    max_lent_log_slots: r.max_lent_log_slots,
                     max_pending_checkpoints: r.max_pending_checkpoints,
                     max_sessions: r.max_sessions,
                 };
