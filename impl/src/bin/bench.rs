@@ -20,7 +20,7 @@
 use clap::Parser;
 use hdrhistogram::Histogram;
 use smr::deploy::client::client_runtime;
-use smr::deploy::{query_status, start_replica, Cluster, ReplicaOptions};
+use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
 use smr::runtime::{Hooks, SplitMix64, SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID};
@@ -179,39 +179,23 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut replica_threads = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
-        let cluster = cluster.clone();
-        let dir = data.path().join(index.to_string());
-        let mut stopped = stopped.clone();
-        let trace = sink(&format!("replica-{index}"))?;
-        socket.set_nonblocking(true)?;
-        replica_threads.push(std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async move {
-                let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
-                let options = ReplicaOptions {
-                    sync,
-                    // The benchmark's cluster is brand new, in fresh directories.
-                    mode: smr::runtime::OpenMode::NewCluster,
-                    seed: 0x5eed ^ index as u64,
-                    inline_commit,
-                    trace,
-                    ..ReplicaOptions::default()
-                };
-                let replica =
-                    start_replica(&cluster, Id::from(index), &dir, Arc::new(socket), options)
-                        .map_err(|e| e.to_string())?;
-                replica
-                    .run(async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(())
-            })
-        }));
+        let options = ReplicaOptions {
+            sync,
+            // The benchmark's cluster is brand new, in fresh directories.
+            mode: smr::runtime::OpenMode::NewCluster,
+            seed: 0x5eed ^ index as u64,
+            inline_commit,
+            trace: sink(&format!("replica-{index}"))?,
+            ..ReplicaOptions::default()
+        };
+        replica_threads.push(spawn_replica_thread(
+            cluster.clone(),
+            Id::from(index),
+            data.path().join(index.to_string()),
+            socket,
+            options,
+            stopped.clone(),
+        ));
     }
     let load = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,7 +20,7 @@
 use clap::Parser;
 use smr::deploy::client::client_runtime;
 use smr::deploy::status::{ReplicaStatus, StatusAnswer};
-use smr::deploy::{query_status, start_replica, Cluster, ReplicaOptions};
+use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
 use smr::runtime::{Hooks, OpenMode, SplitMix64, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID};
@@ -82,32 +82,20 @@ struct Running {
 fn start(cluster: &Cluster, index: usize, dir: &Path, mode: OpenMode) -> Result<Running, String> {
     let address = cluster.members[&Id::from(index)];
     let socket = std::net::UdpSocket::bind(address).map_err(|e| e.to_string())?;
-    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let (cluster, dir) = (cluster.clone(), dir.to_path_buf());
-    let thread = std::thread::spawn(move || -> Result<(), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async move {
-            let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
-            let options = ReplicaOptions {
-                mode,
-                seed: 0x5eed ^ index as u64,
-                ..ReplicaOptions::default()
-            };
-            let replica = start_replica(&cluster, Id::from(index), &dir, Arc::new(socket), options)
-                .map_err(|e| e.to_string())?;
-            replica
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        })
-    });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = ReplicaOptions {
+        mode,
+        seed: 0x5eed ^ index as u64,
+        ..ReplicaOptions::default()
+    };
+    let thread = spawn_replica_thread(
+        cluster.clone(),
+        Id::from(index),
+        dir.to_path_buf(),
+        socket,
+        options,
+        stopped,
+    );
     Ok(Running { stop, thread })
 }
 

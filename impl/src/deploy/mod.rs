@@ -17,7 +17,7 @@ mod stepping;
 
 pub use client::{run_operations, ClientError, ClientOptions};
 pub use config::{Cluster, ConfigError};
-pub use replica::{start_replica, ReplicaOptions};
+pub use replica::{spawn_replica_thread, start_replica, ReplicaOptions};
 pub use status::{query_status, ReplicaStatus};
 
 use crate::node::NodeState;

@@ -134,3 +134,35 @@ pub fn start_replica(
     }
     Ok(runtime)
 }
+
+/// Runs replica `id` of `cluster` on a thread of its own, with a single-threaded runtime of its
+/// own, on `socket`, until `stop` turns true: how the benchmarks run a local cluster in one
+/// process, as separate processes would.
+pub fn spawn_replica_thread(
+    cluster: Cluster,
+    id: Id,
+    data_dir: std::path::PathBuf,
+    socket: std::net::UdpSocket,
+    options: ReplicaOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    std::thread::spawn(move || -> Result<(), String> {
+        socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async move {
+            let socket = UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
+            let replica = start_replica(&cluster, id, &data_dir, Arc::new(socket), options)
+                .map_err(|e| e.to_string())?;
+            replica
+                .run(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    })
+}
