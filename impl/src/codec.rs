@@ -26,7 +26,7 @@ pub const MAX_DATAGRAM_BYTES: usize = 60_000;
 pub const MAGIC: [u8; 4] = *b"SMR\x00";
 
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
 
 /// Length of the fixed header.
 pub const HEADER_BYTES: usize = 30;

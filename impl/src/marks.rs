@@ -184,6 +184,8 @@ marks! {
     SnapshotTransferKept = "transfer.kept",
     /// The sender no longer holds the checkpoint of the transfer under way: it is given up.
     SnapshotAbandoned = "transfer.abandoned",
+    /// A snapshot is installed with ranges this replica held already (not sent).
+    SnapshotRangesHeld = "transfer.ranges-held",
 
     // --- replica/pre_vote.rs ---
     /// An election timeout after news of the leader: the replica suspects it.

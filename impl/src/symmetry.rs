@@ -227,6 +227,7 @@ impl Rewrite<Id> for ReplicaState {
             snapshots_installed,
             audit_failures,
             snapshots_refused,
+            last_transfer,
             digest: _,
         } = self;
         let mut state = ReplicaState {
@@ -249,6 +250,7 @@ impl Rewrite<Id> for ReplicaState {
             snapshots_installed: *snapshots_installed,
             audit_failures: *audit_failures,
             snapshots_refused: *snapshots_refused,
+            last_transfer: *last_transfer,
             digest: 0,
         };
         state.refresh_digest();

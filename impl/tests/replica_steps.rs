@@ -1,7 +1,7 @@
 //! Goal: protocol bugs that the model found, each pinned as the few steps of one replica actor
 //! that show it, so that they cannot come back unnoticed whatever else changes in the model.
 
-use smr::replica::transfer::encode_snapshot;
+use smr::replica::snapshot::encode_snapshot;
 use smr::replica::{ReplicaConfig, Role, Storage};
 use smr::{Msg, Timer};
 use spec::{Change, Configuration, ServiceState};

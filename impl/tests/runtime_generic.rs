@@ -41,8 +41,9 @@ impl Durable for Saved {
             vec![self.total]
         }
     }
-    fn apply(&mut self, total: u64) {
+    fn apply(&mut self, total: u64) -> Result<(), String> {
         self.total = total;
+        Ok(())
     }
 }
 

@@ -4,11 +4,11 @@
 //! the stop-and-wait transfer it replaced (one chunk per round trip, a newer checkpoint
 //! starting the transfer over).
 
+use smr::replica::snapshot::encode_snapshot;
 use smr::replica::storage::Checkpoint;
-use smr::replica::transfer::encode_snapshot;
 use smr::replica::{ReplicaConfig, Storage};
 use smr::Msg;
-use spec::{Configuration, ServiceState};
+use spec::{Configuration, KvOp, Operation, Request, ServiceState};
 use stateright::actor::{Command, Id};
 
 mod common;
@@ -87,16 +87,21 @@ fn a_receiver_keeps_a_window_of_chunk_requests_in_flight() {
     assert!(window >= 2);
     let (mut receiver, _) = Stepped::start(config, two, Storage::default());
     let chunks = chunks(5, &state_after(5));
+    // The header's length first (4 bytes: two chunks here).
     let out = receiver.deliver(zero, chunks[0].clone());
-    let expected: Vec<_> = (1..=window).map(|k| (zero, 5, k * CHUNK as u64)).collect();
+    assert_eq!(requests(&out), vec![(zero, 5, CHUNK as u64)]);
+    let out = receiver.deliver(zero, chunks[1].clone());
+    let expected: Vec<_> = (2..2 + window)
+        .map(|k| (zero, 5, k * CHUNK as u64))
+        .collect();
     assert_eq!(
         requests(&out),
         expected,
         "a window of chunks asked for at once"
     );
     // Each chunk that arrives in order opens the window by one more.
-    let out = receiver.deliver(zero, chunks[1].clone());
-    assert_eq!(requests(&out), vec![(zero, 5, (window + 1) * CHUNK as u64)]);
+    let out = receiver.deliver(zero, chunks[2].clone());
+    assert_eq!(requests(&out), vec![(zero, 5, (window + 2) * CHUNK as u64)]);
 }
 
 #[test]
@@ -104,6 +109,7 @@ fn chunks_arriving_out_of_order_are_kept_and_the_snapshot_installs() {
     let (zero, _, two) = ids();
     let (mut receiver, _) = Stepped::start(config(), two, Storage::default());
     let mut chunks = chunks(5, &state_after(5));
+    receiver.deliver(zero, chunks.remove(0));
     receiver.deliver(zero, chunks.remove(0));
     // The rest arrive in reverse order, each within the window by the time it comes (the
     // window grows as the first missing chunk arrives): deliver pairs swapped.
@@ -134,7 +140,7 @@ fn another_checkpoint_offered_during_a_transfer_does_not_restart_it() {
     let transfer = receiver.replica().transfer.as_ref().expect("under way");
     assert_eq!(transfer.slot, 5, "the transfer under way is kept");
     assert!(smr::marks::hits().contains(&smr::marks::Mark::SnapshotTransferKept));
-    assert_eq!(transfer.received_in_order(), 2 * CHUNK as u64);
+    assert_eq!(transfer.done, 2, "two chunks received");
     assert!(requests(&out)
         .iter()
         .all(|(dst, slot, _)| *dst == one && *slot == 5));
@@ -222,4 +228,104 @@ fn a_sender_that_no_longer_holds_the_checkpoint_says_so_and_the_transfer_starts_
         receiver.deliver(zero, chunk);
     }
     assert_eq!(receiver.replica().executed, 9);
+}
+
+/// The state after `slots` slots, each a put of one of `keys` keys (in turn).
+fn state_with_keys(slots: u64, keys: u64) -> ServiceState {
+    let (zero, one, two) = ids();
+    let mut service = ServiceState::new(Configuration::initial([zero, one, two], 1));
+    for slot in 0..slots {
+        service.begin_slot(slot);
+        let op = KvOp::Put {
+            key: format!("key-{}", slot % keys).into(),
+            value: format!("value {slot} {}", "x".repeat(40)).into(),
+        };
+        let request = Request {
+            client: Id::from(9),
+            session: 0,
+            number: slot + 1,
+            op: Operation::Kv(op),
+        };
+        service.apply(slot, &request);
+    }
+    service
+}
+
+/// Runs a transfer of the checkpoint of `service` at `slot` from `sender` to `receiver`,
+/// answering each request with its chunk, as a sender does; returns the bytes sent.
+fn transfer(
+    receiver: &mut Stepped,
+    sender: Id,
+    slot: u64,
+    service: &ServiceState,
+    chunk: usize,
+) -> u64 {
+    let bytes = encode_snapshot(service);
+    let chunk_at = |offset: u64| {
+        let start = offset as usize;
+        Msg::Snapshot {
+            slot,
+            digest: service.digest(),
+            total: bytes.len() as u64,
+            offset,
+            bytes: bytes[start..(start + chunk).min(bytes.len())].to_vec(),
+        }
+    };
+    let mut sent = 0;
+    let mut pending = vec![0];
+    while let Some(offset) = pending.pop() {
+        let message = chunk_at(offset);
+        if let Msg::Snapshot { bytes, .. } = &message {
+            sent += bytes.len() as u64;
+        }
+        let out = receiver.deliver(sender, message);
+        pending.extend(requests(&out).into_iter().map(|(_, _, offset)| offset));
+    }
+    sent
+}
+
+#[test]
+fn a_receiver_asks_only_for_the_ranges_it_does_not_hold() {
+    const BIG_CHUNK: usize = 64;
+    let (zero, _, two) = ids();
+    let mut config = config();
+    config.limits.max_chunk_bytes = BIG_CHUNK;
+    // The receiver holds the state after 2,000 puts to 2,000 keys; the sender's checkpoint is
+    // 10 puts later (to the first 10 keys).
+    let held = state_with_keys(2_000, 2_000);
+    let newer = state_with_keys(2_010, 2_000);
+    let storage = Storage {
+        checkpoint: Some(Checkpoint::of(2_000, &held)),
+        ..Storage::default()
+    };
+    let (mut receiver, _) = Stepped::start(config.clone(), two, storage);
+    assert_eq!(receiver.replica().executed, 2_000);
+    let sent = transfer(&mut receiver, zero, 2_010, &newer, BIG_CHUNK);
+    let replica = receiver.replica();
+    assert_eq!(replica.executed, 2_010, "installed");
+    assert_eq!(replica.service.digest(), newer.digest());
+    let stats = replica.last_transfer;
+    let ranges = newer.machine.ranges().count() as u64;
+    // Ten keys written since: at most ten ranges differ.
+    let written = 10;
+    assert_eq!(stats.ranges, ranges);
+    assert!(ranges > 20, "the state has many ranges: {ranges}");
+    assert!(
+        stats.ranges_held >= ranges - written,
+        "every range without a write is held: {stats:?}"
+    );
+    assert_eq!(stats.received, sent);
+    assert!(
+        sent * 4 < stats.total,
+        "sent {sent} bytes of a snapshot of {}",
+        stats.total
+    );
+    assert!(smr::marks::hits().contains(&smr::marks::Mark::SnapshotRangesHeld));
+
+    // A replica that holds nothing receives every byte.
+    let (mut empty, _) = Stepped::start(config, two, Storage::default());
+    let sent = transfer(&mut empty, zero, 2_010, &newer, BIG_CHUNK);
+    assert_eq!(empty.replica().service.digest(), newer.digest());
+    assert_eq!(sent, empty.replica().last_transfer.total);
+    assert_eq!(empty.replica().last_transfer.ranges_held, 0);
 }

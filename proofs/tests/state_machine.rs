@@ -6,7 +6,7 @@
 use proofs::generate::{kv_op, request, service_state};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use smr::replica::transfer::{decode_snapshot, encode_snapshot};
+use smr::replica::snapshot::{decode_snapshot, encode_snapshot};
 use spec::{KvStore, ServiceState, StateMachine};
 
 fn run(machine: &mut KvStore, ops: &[spec::KvOp]) -> Vec<spec::KvOutput> {

@@ -32,7 +32,7 @@ proptest! {
         let later = reachable(&earlier, later);
         let mut replayed = earlier.clone();
         for change in later.changes_since(&earlier) {
-            replayed.apply(change);
+            replayed.apply(change).unwrap();
         }
         prop_assert_eq!(&replayed, &later);
         prop_assert!(later.changes_since(&later).is_empty());

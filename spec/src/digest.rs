@@ -131,6 +131,12 @@ impl SetDigest {
         self.0 = self.0.wrapping_sub(finalize(element));
     }
 
+    /// Accounts for every element of `other` (a disjoint collection).
+    #[inline]
+    pub fn add_all(&mut self, other: SetDigest) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
+
     /// The digest of the current collection.
     #[inline]
     pub fn value(self) -> Digest {

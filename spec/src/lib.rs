@@ -27,6 +27,8 @@ pub use command::{
 pub use configuration::{Change, ChangeOutput, Configuration};
 pub use digest::{digest_of, Digest};
 pub use kv::{Key, KvOp, KvOutput, KvStore, Value};
-pub use service::{ServiceSnapshot, ServiceState};
-pub use session::{Admission, Session, SessionId, SessionOutput, Sessions, IMPLICIT};
+pub use service::{ServiceDelta, ServiceSnapshot, ServiceState};
+pub use session::{
+    Admission, Session, SessionId, SessionOutput, Sessions, SessionsDelta, IMPLICIT,
+};
 pub use state_machine::StateMachine;

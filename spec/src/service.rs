@@ -6,8 +6,8 @@
 use crate::command::{Operation, Output, Request, Slot};
 pub use crate::configuration::Configuration;
 use crate::digest::{digest_of, Digest};
-use crate::kv::KvStore;
-use crate::session::{SessionOutput, Sessions, SessionsSnapshot};
+use crate::kv::{Key, KvStore, Value};
+use crate::session::{SessionOutput, Sessions, SessionsDelta, SessionsSnapshot};
 use crate::state_machine::{RestoreError, StateMachine};
 use serde::{Deserialize, Serialize};
 
@@ -91,12 +91,7 @@ impl ServiceState {
     pub fn restore(snapshot: ServiceSnapshot) -> Result<Self, RestoreError> {
         let machine = KvStore::restore(snapshot.entries)?;
         let sessions = Sessions::restore(snapshot.sessions).map_err(RestoreError)?;
-        let configuration = &snapshot.configuration;
-        if configuration.members.is_empty() || configuration.alpha == 0 {
-            return Err(RestoreError(
-                "the configuration has no members or no α".into(),
-            ));
-        }
+        check_configuration(&snapshot.configuration)?;
         Ok(ServiceState {
             machine,
             sessions,
@@ -104,6 +99,54 @@ impl ServiceState {
             applied: snapshot.applied,
         })
     }
+}
+
+/// What changed in a service state since an earlier one (see [`ServiceState::delta_since`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDelta {
+    /// The machine's entries written since (`None`: removed).
+    pub entries: Vec<(Key, Option<Value>)>,
+    pub sessions: SessionsDelta,
+    pub configuration: Configuration,
+    pub applied: Slot,
+}
+
+impl ServiceState {
+    /// What changed since `earlier`, costing what was written since rather than the size of
+    /// the state (see [`KvStore::changes_since`]): how a checkpoint is saved after the first.
+    pub fn delta_since(&self, earlier: &ServiceState) -> ServiceDelta {
+        ServiceDelta {
+            entries: self.machine.changes_since(&earlier.machine),
+            sessions: self.sessions.delta_since(&earlier.sessions),
+            configuration: self.configuration.clone(),
+            applied: self.applied,
+        }
+    }
+
+    /// This state with `delta` applied, refusing a result that breaks an invariant.
+    pub fn with_delta(&self, delta: ServiceDelta) -> Result<ServiceState, RestoreError> {
+        check_configuration(&delta.configuration)?;
+        let mut machine = self.machine.clone();
+        machine.apply_changes(delta.entries);
+        Ok(ServiceState {
+            machine,
+            sessions: self
+                .sessions
+                .with_delta(delta.sessions)
+                .map_err(RestoreError)?,
+            configuration: delta.configuration,
+            applied: delta.applied,
+        })
+    }
+}
+
+fn check_configuration(configuration: &Configuration) -> Result<(), RestoreError> {
+    if configuration.members.is_empty() || configuration.alpha == 0 {
+        return Err(RestoreError(
+            "the configuration has no members or no α".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The serialized form of a [`ServiceState`].

@@ -255,6 +255,58 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// What changed since `earlier`: the entries that differ (`None`: gone) and the counters.
+    /// It compares the two tables entry by entry, which costs the table's bounded size.
+    pub fn delta_since(&self, earlier: &Sessions) -> SessionsDelta {
+        let mut changed: Vec<(ClientId, Option<Session>)> = self
+            .entries
+            .iter()
+            .filter(|(client, session)| earlier.entries.get(client) != Some(session))
+            .map(|(client, session)| (*client, Some(session.clone())))
+            .collect();
+        changed.extend(
+            earlier
+                .entries
+                .keys()
+                .filter(|client| !self.entries.contains_key(client))
+                .map(|client| (*client, None)),
+        );
+        SessionsDelta {
+            capacity: self.capacity,
+            incarnations: self.incarnations,
+            retired: self.retired,
+            changed,
+        }
+    }
+
+    /// This table with `delta` applied, refusing a result that breaks an invariant.
+    pub fn with_delta(&self, delta: SessionsDelta) -> Result<Sessions, String> {
+        let mut entries = self.entries.clone();
+        for (client, session) in delta.changed {
+            match session {
+                Some(session) => entries.insert(client, session),
+                None => entries.remove(&client),
+            };
+        }
+        Sessions::restore(SessionsSnapshot {
+            capacity: delta.capacity,
+            incarnations: delta.incarnations,
+            retired: delta.retired,
+            entries: entries.into_iter().collect(),
+        })
+    }
+}
+
+/// The changes between two session tables (see [`Sessions::delta_since`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsDelta {
+    pub capacity: usize,
+    pub incarnations: SessionId,
+    pub retired: u64,
+    pub changed: Vec<(ClientId, Option<Session>)>,
+}
+
 /// The serialized form of [`Sessions`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionsSnapshot {

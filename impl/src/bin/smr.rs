@@ -265,6 +265,12 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 status.sessions,
                 status.service_digest
             );
+            let (total, received, ranges, held) = status.last_transfer;
+            if status.snapshots_installed > 0 {
+                say!(
+                    "  last snapshot installed: {total} bytes, {received} of them received; {held} of its {ranges} key ranges were held here already"
+                );
+            }
             if let Some((promised, needed)) = status.rebuild {
                 say!(
                     "  rebuilding lost storage: {promised} of the {needed} other replicas it needs have answered; it casts no vote until then"

@@ -59,6 +59,9 @@ pub struct ReplicaStatus {
     /// The size of the latest checkpoint as a state transfer sends it (compressed), once a
     /// transfer has sent or received it.
     pub checkpoint_transfer_bytes: Option<u64>,
+    /// The last snapshot installed: its size, the bytes received of it (the header and the
+    /// ranges this replica did not hold), its ranges and how many were held already.
+    pub last_transfer: (u64, u64, u64, u64),
 }
 
 /// Encodes the status of a replica state (the runtime's status function for replicas).
@@ -120,6 +123,12 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
             .as_ref()
             .and_then(|checkpoint| checkpoint.encoded.len_if_encoded())
             .map(|len| len as u64),
+        last_transfer: (
+            replica.last_transfer.total,
+            replica.last_transfer.received,
+            replica.last_transfer.ranges,
+            replica.last_transfer.ranges_held,
+        ),
     };
     postcard::to_stdvec(&status).unwrap_or_default()
 }

@@ -228,7 +228,7 @@ impl Replica {
             // Only a stalled transfer asks again: one that moved since the last heartbeat has
             // its requests in flight.
             let transfer = state.to_mut().transfer.as_mut().expect("under way");
-            let progress = transfer.received_in_order();
+            let progress = transfer.done;
             if std::mem::replace(&mut transfer.at_last_heartbeat, progress) == progress {
                 marks::hit(Mark::SnapshotWindowResent);
                 self.request_window(transfer, leader, true, fx);

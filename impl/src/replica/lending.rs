@@ -134,7 +134,7 @@ impl Replica {
             let digest = partial.digest();
             (
                 digest,
-                Arc::from(super::transfer::encode_snapshot(&partial)),
+                Arc::from(super::snapshot::encode_snapshot(&partial)),
             )
         } else {
             (checkpoint.digest, checkpoint.encoded())

@@ -25,12 +25,15 @@ mod lending;
 mod pre_vote;
 mod rebuild;
 mod replication;
+pub mod snapshot;
 pub mod state;
 pub mod storage;
 pub mod transfer;
 
 pub use config::{Limits, ReplicaConfig};
-pub use state::{Candidacy, Leadership, Promises, Proposal, ReplicaState, Role, Transfer, Votes};
+pub use state::{
+    Candidacy, Leadership, Promises, Proposal, ReplicaState, Role, Transfer, TransferStats, Votes,
+};
 pub use storage::{Accepted, Checkpoint, Durable, Storage, StorageChange};
 
 use crate::ballot::Ballot;
@@ -163,6 +166,7 @@ impl Replica {
             snapshots_installed: 0,
             audit_failures: 0,
             snapshots_refused: 0,
+            last_transfer: Default::default(),
             digest: 0,
         };
         fx.persist();

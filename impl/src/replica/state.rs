@@ -1,13 +1,16 @@
 //! The replica's volatile state around its durable [`Storage`].
 
 use crate::ballot::Ballot;
+use crate::replica::snapshot::{Layout, LENGTH_BYTES};
 use crate::replica::storage::Checkpoint;
 use crate::replica::storage::{Accepted, Storage};
 use spec::digest::{digest_of, Digest, SetDigest, StableHasher};
-use spec::{Command, Request, ServiceState, Slot};
+use spec::kv::Range;
+use spec::{Command, Key, Request, ServiceState, Slot};
 use stateright::actor::Id;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A set of replica ids (each below [`crate::replica::config::MAX_REPLICAS`]).
 #[derive(
@@ -142,6 +145,11 @@ pub struct Leadership {
 }
 
 /// A snapshot arriving in chunks, several at a time (`Limits::transfer_window`), in any order.
+///
+/// It arrives in two parts (`replica::snapshot`): the header first, then the bytes of the
+/// ranges this replica does not hold already. `needed` lists the chunks to receive, by offset:
+/// at first those of the header; once the header is in, `plan` says which ranges are held and
+/// `needed` grows by the chunks of the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transfer {
     /// The checkpoint's slot and digest, as announced by the sender.
@@ -149,34 +157,60 @@ pub struct Transfer {
     pub digest: Digest,
     /// Its encoded size.
     pub total: u64,
-    /// The bytes received in order from the start.
-    pub bytes: Vec<u8>,
-    /// Chunks received beyond a missing one, by offset: at most a window of them.
-    pub ahead: BTreeMap<u64, Vec<u8>>,
-    /// Every chunk below this offset has been asked for.
-    pub requested: u64,
-    /// The bytes received in order when the leader's last heartbeat came: a transfer that
-    /// has not moved since asks again for its missing chunks.
-    pub at_last_heartbeat: u64,
+    /// The chunk size (`Limits::max_chunk_bytes`): the chunk at `offset` holds the `chunk`
+    /// bytes from there, or those up to `total`.
+    pub chunk: u64,
+    /// The chunks received, by offset.
+    pub chunks: BTreeMap<u64, Vec<u8>>,
+    /// The offsets of the chunks to receive, increasing and not overlapping.
+    pub needed: Vec<u64>,
+    /// `needed[..done]` have all been received.
+    pub done: usize,
+    /// `needed[..requested]` have been asked for.
+    pub requested: usize,
+    /// `done` when the leader's last heartbeat came: a transfer that has not moved since asks
+    /// again for its missing chunks.
+    pub at_last_heartbeat: usize,
+    /// Where the header ends, once its length is in.
+    pub header_end: Option<u64>,
+    /// Which ranges this replica holds, once the header is in.
+    pub plan: Option<Arc<Plan>>,
     /// A digest of the chunks received (offset and bytes), kept up to date as they arrive:
     /// it stands for them when the state is hashed, so a step costs the size of its chunk,
     /// not of everything received so far.
     pub received: SetDigest,
 }
 
+/// What a receiver makes of a snapshot's header: the layout, and the ranges it holds with the
+/// digest the layout gives (taken when the header came: later writes here do not change them).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub layout: Layout,
+    pub held: BTreeMap<Key, Arc<Range>>,
+    /// A digest of the held ranges' first keys and digests.
+    pub held_digest: Digest,
+}
+
 impl Transfer {
-    /// A transfer of the checkpoint at `slot`, nothing received yet.
-    pub fn new(slot: Slot, digest: Digest, total: u64) -> Self {
-        Transfer {
+    /// A transfer of the checkpoint at `slot` in chunks of `chunk` bytes, nothing received
+    /// yet: the chunks holding the header's length are needed first.
+    pub fn new(slot: Slot, digest: Digest, total: u64, chunk: u64) -> Self {
+        let mut transfer = Transfer {
             slot,
             digest,
             total,
-            bytes: Vec::new(),
-            ahead: BTreeMap::new(),
+            chunk,
+            chunks: BTreeMap::new(),
+            needed: Vec::new(),
+            done: 0,
             requested: 0,
             at_last_heartbeat: 0,
+            header_end: None,
+            plan: None,
             received: SetDigest::default(),
-        }
+        };
+        transfer.need(0, LENGTH_BYTES.min(total));
+        transfer
     }
 
     /// Whether this transfers the checkpoint a chunk announces.
@@ -184,24 +218,94 @@ impl Transfer {
         (self.slot, self.digest, self.total) == (slot, digest, total)
     }
 
-    /// Bytes received in order from the start: the offset of the first chunk missing.
-    pub fn received_in_order(&self) -> u64 {
-        self.bytes.len() as u64
+    /// The length of the chunk at `offset`.
+    pub fn chunk_len(&self, offset: u64) -> u64 {
+        self.chunk.min(self.total.saturating_sub(offset))
     }
 
-    /// Whether every byte has arrived in order.
-    pub fn is_complete(&self) -> bool {
-        self.received_in_order() == self.total
+    /// Adds the chunks that cover `from..to` and are not needed already.
+    pub fn need(&mut self, from: u64, to: u64) {
+        let covered = self
+            .needed
+            .last()
+            .map_or(0, |last| last + self.chunk_len(*last));
+        let mut offset = from.max(covered);
+        while offset < to {
+            self.needed.push(offset);
+            offset += self.chunk_len(offset);
+        }
     }
 
-    /// Records the chunk at `offset` (not received yet), and moves every chunk it makes
-    /// contiguous into the bytes received in order.
+    /// The index in `needed` past the window: the chunks from `done` up to it may be in
+    /// flight.
+    pub fn window_end(&self, window: usize) -> usize {
+        (self.done + window).min(self.needed.len())
+    }
+
+    /// Whether the chunk at `offset` is one of the window's and not received yet.
+    pub fn wants(&self, offset: u64, window: usize) -> bool {
+        match self.needed.binary_search(&offset) {
+            Ok(index) => {
+                index >= self.done
+                    && index < self.window_end(window)
+                    && !self.chunks.contains_key(&offset)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Records the chunk at `offset` (wanted), and moves `done` past every chunk received.
     pub fn insert(&mut self, offset: u64, bytes: Vec<u8>) {
         self.received.add(digest_of(&(offset, &bytes)));
-        self.ahead.insert(offset, bytes);
-        while let Some(next) = self.ahead.remove(&self.received_in_order()) {
-            self.bytes.extend_from_slice(&next);
+        self.chunks.insert(offset, bytes);
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        while self
+            .needed
+            .get(self.done)
+            .is_some_and(|offset| self.chunks.contains_key(offset))
+        {
+            self.done += 1;
         }
+    }
+
+    /// Whether every chunk needed so far has arrived.
+    pub fn has_needed(&self) -> bool {
+        self.done == self.needed.len()
+    }
+
+    /// Whether the snapshot can be assembled: the header is in and every chunk of the ranges
+    /// not held.
+    pub fn is_complete(&self) -> bool {
+        self.plan.is_some() && self.has_needed()
+    }
+
+    /// The bytes `from..to`, if the chunks received cover them.
+    pub fn bytes(&self, from: u64, to: u64) -> Option<Vec<u8>> {
+        let mut bytes = Vec::with_capacity(to.saturating_sub(from) as usize);
+        let first = self
+            .chunks
+            .range(..=from)
+            .next_back()
+            .map_or(from, |(o, _)| *o);
+        for (offset, chunk) in self.chunks.range(first..to) {
+            let at = from + bytes.len() as u64;
+            if *offset > at {
+                return None;
+            }
+            let end = (offset + chunk.len() as u64).min(to);
+            if end > at {
+                bytes.extend_from_slice(&chunk[(at - offset) as usize..(end - offset) as usize]);
+            }
+        }
+        (from + bytes.len() as u64 == to).then_some(bytes)
+    }
+
+    /// Bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.chunks.values().map(|c| c.len() as u64).sum()
     }
 }
 
@@ -211,24 +315,46 @@ impl Hash for Transfer {
             slot,
             digest,
             total,
-            bytes,
-            ahead,
+            chunk,
+            chunks,
+            needed,
+            done,
             requested,
             at_last_heartbeat,
+            header_end,
+            plan,
             received,
         } = self;
+        // `received` stands for the chunks, and the header they hold with the held ranges'
+        // digest for the plan and the chunks needed.
         (
             slot,
             digest,
             total,
-            bytes.len(),
+            chunk,
+            chunks.len(),
+            needed.len(),
+            done,
             requested,
             at_last_heartbeat,
+            header_end,
+            plan.as_ref().map(|plan| plan.held_digest),
         )
             .hash(hasher);
         received.hash(hasher);
-        ahead.keys().for_each(|offset| offset.hash(hasher));
     }
+}
+
+/// What a snapshot transfer cost (`ReplicaState::last_transfer`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    /// The snapshot's encoded size.
+    pub total: u64,
+    /// The bytes received: the header and the ranges not held.
+    pub received: u64,
+    /// The snapshot's ranges, and how many of them this replica held already.
+    pub ranges: u64,
+    pub ranges_held: u64,
 }
 
 /// What part the replica currently plays besides acceptor and learner, which it always is.
@@ -279,6 +405,9 @@ pub struct ReplicaState {
     pub snapshots_installed: u32,
     pub audit_failures: u32,
     pub snapshots_refused: u32,
+    /// What the last snapshot installed cost. Statistics for `status`, not part of the
+    /// state: left out of the digest.
+    pub last_transfer: TransferStats,
     /// Digest of all of the above (see the type's documentation).
     pub digest: Digest,
 }
@@ -309,6 +438,7 @@ impl ReplicaState {
             snapshots_installed,
             audit_failures,
             snapshots_refused,
+            last_transfer: _,
             digest: _,
         } = self;
         let mut hasher = StableHasher::new();

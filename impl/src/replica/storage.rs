@@ -2,10 +2,10 @@
 //! section 2.3: "an acceptor must remember this information even if it fails and then
 //! restarts"). It is saved in the same step as, and so before, any message that depends on it.
 
-use super::transfer::EncodedSnapshot;
+use super::snapshot::EncodedSnapshot;
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
-use spec::{Command, Digest, ServiceState, Slot};
+use spec::{Command, Digest, ServiceDelta, ServiceState, Slot};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -53,7 +53,7 @@ impl Checkpoint {
         }
     }
 
-    /// The state encoded for transfer (`transfer::encode_snapshot`), encoded at the first call.
+    /// The state encoded for transfer (`snapshot::encode_snapshot`), encoded at the first call.
     pub fn encoded(&self) -> Arc<[u8]> {
         self.encoded.get_or_encode(&self.state)
     }
@@ -93,8 +93,8 @@ pub trait Durable: Clone + Serialize + for<'de> Deserialize<'de> {
     /// The changes that turn `earlier` into `self`, in order.
     fn changes_since(&self, earlier: &Self) -> Vec<Self::Change>;
 
-    /// Applies one change.
-    fn apply(&mut self, change: Self::Change);
+    /// Applies one change, or says why it cannot apply here (a damaged or misplaced record).
+    fn apply(&mut self, change: Self::Change) -> Result<(), String>;
 }
 
 /// A change to a replica's [`Storage`].
@@ -109,6 +109,17 @@ pub enum StorageChange {
     Checkpoint(Checkpoint),
     Rebuilding(bool),
     Rebuilt(Id, Ballot),
+    // New variants go last: a variant's position is its encoding in the logs of existing
+    // data directories.
+    /// A checkpoint saved as what changed since the one held (`base`, by slot and digest):
+    /// a checkpoint every `checkpoint_interval` slots costs the writes since the previous one,
+    /// not the size of the state.
+    CheckpointDelta {
+        slot: Slot,
+        digest: Digest,
+        base: (Slot, Digest),
+        delta: ServiceDelta,
+    },
 }
 
 impl Storage {
@@ -183,8 +194,15 @@ impl Durable for Storage {
             }
         }
         if let Some(checkpoint) = &self.checkpoint {
-            if earlier.checkpoint.as_ref() != Some(checkpoint) {
-                changes.push(StorageChange::Checkpoint(checkpoint.clone()));
+            match &earlier.checkpoint {
+                Some(base) if base == checkpoint => {}
+                Some(base) => changes.push(StorageChange::CheckpointDelta {
+                    slot: checkpoint.slot,
+                    digest: checkpoint.digest,
+                    base: (base.slot, base.digest),
+                    delta: checkpoint.state.delta_since(&base.state),
+                }),
+                None => changes.push(StorageChange::Checkpoint(checkpoint.clone())),
             }
         }
         for slot in earlier.accepted.keys() {
@@ -201,7 +219,7 @@ impl Durable for Storage {
         changes
     }
 
-    fn apply(&mut self, change: StorageChange) {
+    fn apply(&mut self, change: StorageChange) -> Result<(), String> {
         match change {
             StorageChange::Promised(ballot) => self.promised = ballot,
             StorageChange::Incarnation(incarnation) => self.incarnation = incarnation,
@@ -213,11 +231,44 @@ impl Durable for Storage {
             }
             StorageChange::LogStart(slot) => self.log_start = slot,
             StorageChange::Checkpoint(checkpoint) => self.checkpoint = Some(checkpoint),
+            StorageChange::CheckpointDelta {
+                slot,
+                digest,
+                base,
+                delta,
+            } => {
+                let held = self.checkpoint.as_ref().map(|c| (c.slot, c.digest));
+                let Some(checkpoint) = self.checkpoint.as_ref().filter(|_| held == Some(base))
+                else {
+                    return Err(format!(
+                        "a checkpoint of slot {slot} saved as changes to the one of slot {} \
+                         (digest {:x}), but the one held is {held:x?}",
+                        base.0, base.1
+                    ));
+                };
+                let state = checkpoint
+                    .state
+                    .with_delta(delta)
+                    .map_err(|e| e.to_string())?;
+                if state.digest() != digest || state.applied != slot {
+                    return Err(format!(
+                        "the checkpoint of slot {slot} rebuilt from its changes does not have \
+                         the digest saved with it"
+                    ));
+                }
+                self.checkpoint = Some(Checkpoint {
+                    slot,
+                    digest,
+                    state: Arc::new(state),
+                    encoded: EncodedSnapshot::default(),
+                });
+            }
             StorageChange::Rebuilding(rebuilding) => self.rebuilding = rebuilding,
             StorageChange::Rebuilt(id, life) => {
                 self.rebuilt.insert(id, life);
             }
         }
+        Ok(())
     }
 }
 
@@ -227,7 +278,9 @@ impl Durable for () {
     fn changes_since(&self, _: &Self) -> Vec<()> {
         Vec::new()
     }
-    fn apply(&mut self, _: ()) {}
+    fn apply(&mut self, _: ()) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -283,9 +336,58 @@ mod tests {
         assert_eq!(changes.len(), 9);
         let mut replayed = earlier.clone();
         for change in changes {
-            replayed.apply(change);
+            replayed.apply(change).unwrap();
         }
         assert_eq!(replayed, later);
         assert!(later.changes_since(&later).is_empty());
+    }
+
+    /// A checkpoint of a large state that differs from the previous one in a few keys is saved
+    /// as those keys, not as the whole state again: a checkpoint every `checkpoint_interval`
+    /// slots must cost the writes since the last one, or a large state stalls its replica.
+    #[test]
+    fn a_new_checkpoint_is_saved_as_what_changed_since_the_previous_one() {
+        use spec::{KvOp, Operation, Request};
+        let put = |state: &mut ServiceState, key: String| {
+            let slot = state.applied;
+            state.begin_slot(slot);
+            let request = Request {
+                client: Id::from(9),
+                session: 0,
+                number: 1,
+                op: Operation::Kv(KvOp::Put {
+                    key: key.into(),
+                    value: "v".repeat(100).into(),
+                }),
+            };
+            state.apply(slot, &request);
+        };
+        let mut service = ServiceState::new(spec::Configuration::initial([Id::from(0)], 1));
+        for key in 0..10_000 {
+            put(&mut service, format!("key-{key}"));
+        }
+        let earlier = Storage {
+            checkpoint: Some(Checkpoint::of(service.applied, &service)),
+            ..Storage::default()
+        };
+        let whole = postcard::to_stdvec(&earlier).unwrap().len();
+        for key in 0..3 {
+            put(&mut service, format!("key-{key}-again"));
+        }
+        let later = Storage {
+            checkpoint: Some(Checkpoint::of(service.applied, &service)),
+            ..Storage::default()
+        };
+        let changes = later.changes_since(&earlier);
+        let saved = postcard::to_stdvec(&changes).unwrap().len();
+        assert!(
+            saved < 4 * 1024,
+            "{saved} bytes saved for 3 writes to a state of {whole} bytes"
+        );
+        let mut replayed = earlier.clone();
+        for change in changes {
+            replayed.apply(change).unwrap();
+        }
+        assert_eq!(replayed, later);
     }
 }

@@ -10,88 +10,33 @@
 //! match is refused and counted (no correct sender sends one: the model checks that it never
 //! happens).
 //!
+//! Only what differs is sent. The snapshot's header comes first (`replica::snapshot`); it
+//! lists the key-value machine's ranges with their digests, and the receiver then asks only for
+//! the ranges it does not hold with the same digest, taking the others from its own state. A
+//! replica that restarted from storage a little behind, or missed a few writes, so receives
+//! little more than the header.
+//!
 //! Nothing restarts a transfer under way but its sender saying it can no longer serve it
 //! (`SnapshotGone`). The first chunk of this transfer again (the sender's next offer) or of
 //! another checkpoint (a newer offer) is answered by asking again for every chunk of the window
 //! still missing: that is how a lost chunk or request is recovered, and a follower also does it
 //! on each heartbeat of its leader (`checkpoint::resend_one_shots`).
 
-use super::state::{ReplicaState, Transfer};
+use super::snapshot::{
+    assemble, decode_layout, header_end, EncodedSnapshot, RangeSource, LENGTH_BYTES,
+};
+use super::state::{Plan, ReplicaState, Transfer, TransferStats};
 use super::storage::Checkpoint;
 use super::Replica;
 use crate::effects::Effects;
 use crate::marks::{self, Mark};
 use crate::message::Msg;
-use spec::{Digest, ServiceState, Slot};
+use spec::digest::{digest_of, SetDigest};
+use spec::{Digest, KvStore, ServiceState, Slot};
 use stateright::actor::Id;
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
-
-/// Encodes a service state for transfer: postcard, compressed with LZ4 (keys, values and
-/// session answers are often repetitive text; LZ4 costs little CPU either way), prefixed with
-/// the uncompressed size.
-pub fn encode_snapshot(state: &ServiceState) -> Vec<u8> {
-    let encoded = postcard::to_allocvec(state).expect("a service state always encodes");
-    lz4_flex::compress_prepend_size(&encoded)
-}
-
-/// Decodes a transferred service state, checking its invariants, and refusing before any
-/// allocation a snapshot that says it decompresses to more than `max_bytes`.
-pub fn decode_snapshot(bytes: &[u8], max_bytes: u64) -> Result<ServiceState, String> {
-    let size = bytes
-        .first_chunk::<4>()
-        .map(|prefix| u32::from_le_bytes(*prefix))
-        .ok_or("a snapshot shorter than its size prefix")?;
-    if u64::from(size) > max_bytes {
-        return Err(format!(
-            "a snapshot of {size} bytes decompressed, above the limit of {max_bytes}"
-        ));
-    }
-    let encoded = lz4_flex::decompress_size_prepended(bytes).map_err(|e| e.to_string())?;
-    postcard::from_bytes(&encoded).map_err(|e| e.to_string())
-}
-
-/// A checkpoint's encoding for transfer, made once and shared by every copy of the checkpoint
-/// (`Checkpoint::encoded`). It is derived from the checkpoint's state, so it takes no part in
-/// comparing checkpoints.
-#[derive(Clone, Default)]
-pub struct EncodedSnapshot(Arc<OnceLock<Arc<[u8]>>>);
-
-impl EncodedSnapshot {
-    /// The encoding of `state`, made at the first call.
-    pub fn get_or_encode(&self, state: &ServiceState) -> Arc<[u8]> {
-        self.0.get_or_init(|| encode_snapshot(state).into()).clone()
-    }
-
-    /// The encoding's length, if it was made already (without making it).
-    pub fn len_if_encoded(&self) -> Option<usize> {
-        self.0.get().map(|bytes| bytes.len())
-    }
-
-    /// An encoding already known (the bytes a transfer received), kept for later transfers.
-    fn known(bytes: Vec<u8>) -> Self {
-        let cell = OnceLock::new();
-        let _ = cell.set(bytes.into());
-        EncodedSnapshot(Arc::new(cell))
-    }
-}
-
-impl PartialEq for EncodedSnapshot {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for EncodedSnapshot {}
-
-impl std::fmt::Debug for EncodedSnapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.get() {
-            Some(bytes) => write!(f, "EncodedSnapshot({} bytes)", bytes.len()),
-            None => write!(f, "EncodedSnapshot(not yet)"),
-        }
-    }
-}
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Replica {
     #[allow(clippy::too_many_arguments)]
@@ -108,18 +53,18 @@ impl Replica {
         fx: &mut Effects,
     ) {
         let limits = &self.config.limits;
+        let chunk = limits.max_chunk_bytes as u64;
         let ignored = || marks::hit(Mark::SnapshotChunkIgnored);
         // Guards. A checkpoint no newer than what this replica executed is of no use (unless
-        // its state diverged). A chunk must lie inside the snapshot, at a chunk boundary, and
-        // the snapshot within the size this replica accepts.
+        // its state diverged). A chunk must lie inside the snapshot and be cut as senders cut
+        // them, and the snapshot be within the size this replica accepts.
         if slot <= state.executed && !state.diverged {
             return ignored();
         }
-        let len = bytes.len() as u64;
         if total > limits.max_snapshot_bytes
-            || offset.checked_add(len).is_none_or(|end| end > total)
-            || offset % limits.max_chunk_bytes as u64 != 0
-            || (len == 0 && total > 0)
+            || total < LENGTH_BYTES
+            || offset >= total
+            || bytes.len() as u64 != chunk.min(total - offset)
         {
             return ignored();
         }
@@ -129,7 +74,7 @@ impl Replica {
             .filter(|t| t.slot > state.executed || state.diverged);
         match under_way {
             Some(transfer) if transfer.is_of(slot, digest, total) => {
-                if offset == 0 && transfer.received_in_order() > 0 {
+                if offset == 0 && transfer.chunks.contains_key(&0) {
                     // The first chunk again: the sender offers this transfer again (a
                     // catch-up, or its resend to a joiner), so a chunk or a request of ours
                     // may have been lost. Ask again for every chunk of the window missing.
@@ -151,30 +96,35 @@ impl Replica {
             // A transfer starts with its first chunk: chunks of an unknown transfer are late
             // copies of one that ended.
             None if offset != 0 => return ignored(),
-            None => state.to_mut().transfer = Some(Transfer::new(slot, digest, total)),
+            None => {
+                state.to_mut().transfer = Some(Transfer::new(slot, digest, total, chunk));
+            }
         }
-        let window_end = |t: &Transfer| t.received_in_order() + self.window_bytes();
         let transfer = state.transfer.as_ref().expect("under way");
-        if offset < transfer.received_in_order()
-            || transfer.ahead.contains_key(&offset)
-            || offset >= window_end(transfer)
-        {
-            // Received already, or beyond the window (a request this replica did not make).
+        if !transfer.wants(offset, limits.transfer_window) {
+            // Received already, or not one of the window's (a request this replica did not
+            // make, or a chunk of a range it holds).
             return ignored();
         }
-        if offset > transfer.received_in_order() {
+        if transfer.needed[transfer.done] != offset {
             marks::hit(Mark::SnapshotChunkAhead);
         }
         let state = state.to_mut();
         let transfer = state.transfer.as_mut().expect("under way");
         transfer.insert(offset, bytes);
+        if plan(transfer, &state.service.machine, limits.max_snapshot_bytes).is_err() {
+            // A header that does not decode: not the snapshot announced (see below).
+            state.transfer = None;
+            state.snapshots_refused += 1;
+            return;
+        }
         if !transfer.is_complete() {
             return self.request_window(transfer, src, false, fx);
         }
         let transfer = state.transfer.take().expect("under way");
-        match decode_snapshot(&transfer.bytes, limits.max_snapshot_bytes) {
+        match assemble_transfer(&transfer, limits.max_snapshot_bytes) {
             Ok(service) if service.digest() == digest => {
-                self.install(id, state, src, slot, service, transfer.bytes, fx);
+                self.install(id, state, src, slot, service, &transfer, fx);
             }
             _ => {
                 // Not the snapshot announced: damaged, or assembled wrongly. Not marked: no
@@ -194,12 +144,6 @@ impl Replica {
         }
     }
 
-    /// The bytes of a window of chunks.
-    fn window_bytes(&self) -> u64 {
-        let limits = &self.config.limits;
-        (limits.transfer_window * limits.max_chunk_bytes) as u64
-    }
-
     /// Asks `dst` for the chunks of the window that are missing: those not asked for yet, or
     /// (`again`) every one not received.
     pub(super) fn request_window(
@@ -209,17 +153,15 @@ impl Replica {
         again: bool,
         fx: &mut Effects,
     ) {
-        let chunk = self.config.limits.max_chunk_bytes as u64;
-        let start = transfer.received_in_order();
-        let end = transfer.total.min(start + self.window_bytes());
+        let end = transfer.window_end(self.config.limits.transfer_window);
         let from = if again {
-            start
+            transfer.done
         } else {
-            transfer.requested.max(start)
+            transfer.requested.max(transfer.done)
         };
         let slot = transfer.slot;
-        for offset in (from..end).step_by(chunk as usize) {
-            if !transfer.ahead.contains_key(&offset) {
+        for &offset in &transfer.needed[from.min(end)..end] {
+            if !transfer.chunks.contains_key(&offset) {
                 marks::hit(Mark::SnapshotNextChunkRequested);
                 fx.send(dst, Msg::SnapshotRequest { slot, offset });
             }
@@ -227,8 +169,8 @@ impl Replica {
         transfer.requested = transfer.requested.max(end);
     }
 
-    /// Installs a verified snapshot of the state after the slots below `slot`; `encoded` is
-    /// its encoding, kept for this replica's own transfers.
+    /// Installs a verified snapshot of the state after the slots below `slot`, assembled by
+    /// `transfer`.
     #[allow(clippy::too_many_arguments)]
     fn install(
         &self,
@@ -237,15 +179,31 @@ impl Replica {
         src: Id,
         slot: Slot,
         service: ServiceState,
-        encoded: Vec<u8>,
+        transfer: &Transfer,
         fx: &mut Effects,
     ) {
         let joined = !self.participates(id, state) && service.configuration.includes(id);
+        let plan = transfer.plan.as_ref().expect("complete");
+        let encoded = match plan.held.is_empty() {
+            // Every byte arrived: they are this checkpoint's encoding, kept for this
+            // replica's own transfers.
+            true => EncodedSnapshot::known(transfer.bytes(0, transfer.total).expect("complete")),
+            false => EncodedSnapshot::default(),
+        };
+        state.last_transfer = TransferStats {
+            total: transfer.total,
+            received: transfer.bytes_received(),
+            ranges: plan.layout.ranges() as u64,
+            ranges_held: plan.held.len() as u64,
+        };
+        if !plan.held.is_empty() {
+            marks::hit(Mark::SnapshotRangesHeld);
+        }
         let checkpoint = Checkpoint {
             slot,
             digest: service.digest(),
             state: Arc::new(service.clone()),
-            encoded: EncodedSnapshot::known(encoded),
+            encoded,
         };
         state.service = service;
         state.executed = slot;
@@ -273,29 +231,66 @@ impl Replica {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use spec::Configuration;
-
-    #[test]
-    fn a_checkpoint_is_encoded_once_and_its_copies_share_the_encoding() {
-        let state = ServiceState::new(Configuration::initial([Id::from(0)], 1));
-        let checkpoint = Checkpoint::of(1, &state);
-        let copy = checkpoint.clone();
-        let first = checkpoint.encoded();
-        assert!(Arc::ptr_eq(&first, &checkpoint.encoded()), "encoded once");
-        assert!(Arc::ptr_eq(&first, &copy.encoded()), "shared by copies");
-        assert_eq!(decode_snapshot(&first, 1 << 20).unwrap(), state);
+/// Extends what `transfer` needs as its beginning arrives: once the header's length is in,
+/// the chunks of the header; once the header is in, the chunks of the ranges `machine` does not
+/// hold with the digest the header gives. Fails on a header that does not decode.
+fn plan(transfer: &mut Transfer, machine: &KvStore, max_bytes: u64) -> Result<(), String> {
+    if transfer.plan.is_some() || !transfer.has_needed() {
+        return Ok(());
     }
-
-    #[test]
-    fn a_snapshot_that_claims_to_decompress_beyond_the_limit_is_refused_before_allocating() {
-        let state = ServiceState::new(Configuration::initial([Id::from(0)], 1));
-        let mut bytes = encode_snapshot(&state);
-        bytes[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let error = decode_snapshot(&bytes, 1 << 20).unwrap_err();
-        assert!(error.contains("above the limit"), "{error}");
-        assert!(decode_snapshot(&[1, 2], 1 << 20).is_err(), "too short");
+    let end = match transfer.header_end {
+        Some(end) => end,
+        None => {
+            let prefix = transfer.bytes(0, LENGTH_BYTES).expect("needed first");
+            let end = header_end(&prefix).expect("long enough");
+            if end > transfer.total {
+                return Err(format!(
+                    "a header of {end} bytes in a snapshot of {}",
+                    transfer.total
+                ));
+            }
+            transfer.header_end = Some(end);
+            transfer.need(0, end);
+            if !transfer.has_needed() {
+                return Ok(());
+            }
+            end
+        }
+    };
+    let header = transfer.bytes(0, end).expect("needed");
+    let layout = decode_layout(&header, transfer.total, max_bytes)?;
+    let mut held = BTreeMap::new();
+    let mut held_digest = SetDigest::default();
+    for span in layout.spans() {
+        match machine
+            .range(span.start)
+            .filter(|r| r.digest() == span.digest)
+        {
+            Some(range) => {
+                held.insert(span.start.clone(), range.clone());
+                held_digest.add(digest_of(&(span.start, span.digest)));
+            }
+            None => transfer.need(span.from, span.to),
+        }
     }
+    transfer.plan = Some(Arc::new(Plan {
+        layout,
+        held,
+        held_digest: held_digest.value(),
+    }));
+    Ok(())
+}
+
+/// The state a complete transfer holds: its ranges from the chunks received, or held here.
+fn assemble_transfer(transfer: &Transfer, max_bytes: u64) -> Result<ServiceState, String> {
+    let plan = transfer.plan.as_ref().expect("complete");
+    assemble(&plan.layout, max_bytes, |span| {
+        match plan.held.get(span.start) {
+            Some(range) => Ok(RangeSource::Held(range.clone())),
+            None => transfer
+                .bytes(span.from, span.to)
+                .map(|bytes| RangeSource::Bytes(Cow::Owned(bytes)))
+                .ok_or_else(|| "a range not received".to_string()),
+        }
+    })
 }

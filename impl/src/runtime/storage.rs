@@ -775,7 +775,13 @@ fn replay_log<S: Durable>(
                     )
                 })?;
                 for change in changes {
-                    state.apply(change);
+                    state.apply(change).map_err(|why| {
+                        failure(
+                            path,
+                            Some(offset as u64),
+                            format!("record checksum ok but it does not apply: {why}"),
+                        )
+                    })?;
                 }
                 offset = next;
                 continue;
@@ -945,7 +951,7 @@ fn remove(path: &Path) -> Result<(), StorageError> {
 mod tests {
     use super::*;
     use crate::ballot::Ballot;
-    use crate::replica::{Accepted, Storage};
+    use crate::replica::{Accepted, Storage, StorageChange};
     use spec::Command;
     use stateright::actor::Id;
 
@@ -1009,6 +1015,60 @@ mod tests {
         drop(store);
         let (_, loaded) = open(dir.path()).unwrap();
         assert_eq!(loaded, Some(storage_with(5)));
+    }
+
+    /// Checkpoints after the first are saved as changes (`StorageChange::CheckpointDelta`):
+    /// read back, they rebuild the same checkpoint; applied to another one, they are refused as
+    /// damage with the file and offset, not applied.
+    #[test]
+    fn checkpoints_saved_as_changes_are_read_back_and_misplaced_ones_refused() {
+        use crate::replica::Checkpoint;
+        use spec::{Configuration, KvOp, Operation, Request, ServiceState};
+        let put = |service: &mut ServiceState, key: u64| {
+            let slot = service.applied;
+            service.begin_slot(slot);
+            let op = KvOp::Put {
+                key: format!("key-{key}").into(),
+                value: format!("value-{key}-{slot}").into(),
+            };
+            let request = Request {
+                client: Id::from(9),
+                session: 0,
+                number: slot + 1,
+                op: Operation::Kv(op),
+            };
+            service.apply(slot, &request);
+        };
+        let mut service = ServiceState::new(Configuration::initial([Id::from(0)], 1));
+        let mut storage = storage_with(1);
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        for round in 0..4 {
+            for key in 0..500 {
+                put(&mut service, key * (round + 1) % 700);
+            }
+            storage.checkpoint = Some(Checkpoint::of(service.applied, &service));
+            store.commit(storage.clone()).unwrap();
+        }
+        drop(store);
+        let (_, loaded) = open(dir.path()).unwrap();
+        assert_eq!(loaded.as_ref(), Some(&storage));
+        let loaded = loaded.unwrap().checkpoint.unwrap();
+        assert_eq!(loaded.state.digest(), service.digest());
+
+        // A delta record whose base is not the checkpoint held.
+        let mut other = storage.clone();
+        put(&mut service, 1);
+        other.checkpoint = Some(Checkpoint::of(service.applied, &service));
+        let change = other.changes_since(&storage).pop().unwrap();
+        assert!(matches!(change, StorageChange::CheckpointDelta { .. }));
+        let mut elsewhere = storage_with(1);
+        elsewhere.checkpoint = Some(Checkpoint::of(
+            0,
+            &ServiceState::new(Configuration::initial([Id::from(0)], 1)),
+        ));
+        let why = elsewhere.apply(change).unwrap_err();
+        assert!(why.contains("saved as changes"), "{why}");
     }
 
     #[test]
