@@ -279,4 +279,33 @@ mod tests {
         ));
         assert!(buffer.is_empty());
     }
+
+    /// A state-transfer chunk of the default size that does not compress at all still fits a
+    /// datagram once LZ4 has framed it (LZ4 grows such input by under 1%).
+    #[test]
+    fn a_full_chunk_of_incompressible_bytes_fits_a_datagram() {
+        let limits = crate::replica::Limits::default();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let noise: Vec<u8> = (0..limits.max_chunk_bytes)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let message = crate::Msg::Snapshot {
+            slot: u64::MAX,
+            digest: u64::MAX,
+            total: u64::MAX,
+            offset: u64::MAX,
+            bytes: crate::replica::snapshot::compress_chunk(&noise),
+        };
+        let mut buffer = Vec::new();
+        encode(&header(), &message, &mut buffer).unwrap();
+        assert!(
+            buffer.len() > limits.max_chunk_bytes,
+            "the noise did not compress"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Goal: protocol bugs that the model found, each pinned as the few steps of one replica actor
 //! that show it, so that they cannot come back unnoticed whatever else changes in the model.
 
-use smr::replica::snapshot::encode_snapshot;
+use smr::replica::snapshot::{compress_chunk, encode_snapshot};
 use smr::replica::{ReplicaConfig, Role, Storage};
 use smr::{Msg, Timer};
 use spec::{Change, Configuration, ServiceState};
@@ -52,7 +52,7 @@ fn a_replica_that_learns_it_quit_while_it_campaigns_does_not_lead() {
             digest: service.digest(),
             total: bytes.len() as u64,
             offset: 0,
-            bytes,
+            bytes: compress_chunk(&bytes),
         },
     );
     assert_eq!(replica.replica().executed, 2, "the snapshot is installed");
@@ -186,7 +186,7 @@ fn a_transfer_resumes_where_it_stopped_when_a_chunk_was_lost() {
         digest: service.digest(),
         total: bytes.len() as u64,
         offset: offset as u64,
-        bytes: bytes[offset..(offset + 8).min(bytes.len())].to_vec(),
+        bytes: compress_chunk(&bytes[offset..(offset + 8).min(bytes.len())]),
     };
     let out = replica.deliver(zero, chunk(0));
     assert!(out.iter().any(|c| matches!(
@@ -232,7 +232,7 @@ fn a_follower_sends_its_checkpoint_vote_again_until_the_checkpoint_is_stable() {
             digest,
             total: bytes.len() as u64,
             offset: 0,
-            bytes,
+            bytes: compress_chunk(&bytes),
         },
     );
     assert_eq!(replica.replica().executed, 5);

@@ -4,7 +4,7 @@
 //! the stop-and-wait transfer it replaced (one chunk per round trip, a newer checkpoint
 //! starting the transfer over).
 
-use smr::replica::snapshot::encode_snapshot;
+use smr::replica::snapshot::{compress_chunk, encode_snapshot};
 use smr::replica::storage::Checkpoint;
 use smr::replica::{ReplicaConfig, Storage};
 use smr::Msg;
@@ -52,7 +52,7 @@ fn chunks(slot: u64, service: &ServiceState) -> Vec<Msg> {
             digest: service.digest(),
             total: bytes.len() as u64,
             offset: offset as u64,
-            bytes: bytes[offset..(offset + CHUNK).min(bytes.len())].to_vec(),
+            bytes: compress_chunk(&bytes[offset..(offset + CHUNK).min(bytes.len())]),
         })
         .collect()
 }
@@ -268,16 +268,14 @@ fn transfer(
             digest: service.digest(),
             total: bytes.len() as u64,
             offset,
-            bytes: bytes[start..(start + chunk).min(bytes.len())].to_vec(),
+            bytes: compress_chunk(&bytes[start..(start + chunk).min(bytes.len())]),
         }
     };
     let mut sent = 0;
     let mut pending = vec![0];
     while let Some(offset) = pending.pop() {
+        sent += (chunk as u64).min(bytes.len() as u64 - offset);
         let message = chunk_at(offset);
-        if let Msg::Snapshot { bytes, .. } = &message {
-            sent += bytes.len() as u64;
-        }
         let out = receiver.deliver(sender, message);
         pending.extend(requests(&out).into_iter().map(|(_, _, offset)| offset));
     }

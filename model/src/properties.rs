@@ -578,7 +578,7 @@ pub fn multi_chunk_transfer(model: &SmrModel, state: &ModelState) -> bool {
                 && r.durable
                     .checkpoint
                     .as_ref()
-                    .is_some_and(|c| c.encoded().len() > 2 * chunk)
+                    .is_some_and(|c| c.index().total() > 2 * chunk as u64)
         })
     })
 }

@@ -194,6 +194,12 @@ impl KvStore {
         self.ranges.iter()
     }
 
+    /// The ranges from the one under `start` on, in key order.
+    pub fn ranges_from(&self, start: &str) -> impl Iterator<Item = (&Key, &Arc<Range>)> {
+        self.ranges
+            .range::<str, _>((Bound::Included(start), Bound::Unbounded))
+    }
+
     /// The range under `start`, if the store has one.
     pub fn range(&self, start: &str) -> Option<&Arc<Range>> {
         self.ranges.get(start)

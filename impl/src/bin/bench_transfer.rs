@@ -204,11 +204,11 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let before = load.block_on(rate_over(&answered, Duration::from_secs(5)));
 
     // 3. Restart replica 2 and measure its catch-up.
-    let leader_executed = load
+    let (leader_executed, ballot_at_restart) = load
         .block_on(statuses(&cluster))
         .values()
         .find(|s| s.role == "leader")
-        .map(|s| s.executed)
+        .map(|s| (s.executed, s.ballot))
         .ok_or("no leader")?;
     let ops_at_restart = answered.load(Ordering::Relaxed);
     let restarted = Instant::now();
@@ -233,6 +233,14 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         }
         None
     });
+    // Elections during the catch-up: a replica's thread that stalls for longer than the
+    // election timeout (encoding or saving a large state) loses its leadership.
+    let ballot_after = load
+        .block_on(statuses(&cluster))
+        .values()
+        .map(|s| s.ballot)
+        .max()
+        .unwrap_or_default();
     let during_ops = answered.load(Ordering::Relaxed) - ops_at_restart;
     let during_time = restarted.elapsed();
     writing.store(false, Ordering::Relaxed);
@@ -276,6 +284,18 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "clients: {before:.0} ops/s before the restart, {:.0} ops/s while replica 2 caught up",
         during_ops as f64 / during_time.as_secs_f64()
+    );
+    println!(
+        "ballot at the restart {}.{}, at the end {}.{}{}",
+        ballot_at_restart.0,
+        ballot_at_restart.1,
+        ballot_after.0,
+        ballot_after.1,
+        if ballot_after == ballot_at_restart {
+            " (no election)"
+        } else {
+            " (an election: the leader changed or was challenged)"
+        }
     );
     Ok(())
 }

@@ -121,8 +121,7 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
             .durable
             .checkpoint
             .as_ref()
-            .and_then(|checkpoint| checkpoint.encoded.len_if_encoded())
-            .map(|len| len as u64),
+            .and_then(|checkpoint| checkpoint.index.total_if_indexed()),
         last_transfer: (
             replica.last_transfer.total,
             replica.last_transfer.received,

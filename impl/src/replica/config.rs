@@ -25,8 +25,9 @@ pub struct Limits {
     pub max_queue: usize,
     /// Size bound of the entries in one promise or catch-up reply, in bytes.
     pub max_payload_bytes: usize,
-    /// Bytes of snapshot in one state-transfer message. The same on every replica: a
-    /// receiver asks for chunks at multiples of its own.
+    /// Bytes of snapshot in one state-transfer message, before its compression (which a
+    /// chunk that does not compress survives within the datagram limit: a codec test). The
+    /// same on every replica: a receiver expects chunks of its own size.
     pub max_chunk_bytes: usize,
     /// Chunks a state transfer's receiver asks for ahead of the first one missing: the
     /// transfer's window of requests in flight.

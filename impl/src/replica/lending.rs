@@ -12,9 +12,11 @@
 //! no longer holds is answered with `SnapshotGone` and an offer of the latest one. A loan holds
 //! one state per receiver at most, shared with the checkpoint it was (`Arc`).
 //!
-//! Each checkpoint is encoded for transfer once (`Checkpoint::encoded`): a chunk costs a copy
-//! of its bytes, not an encoding of the whole state.
+//! Each checkpoint is indexed for transfer once (`Checkpoint::index`); a chunk costs the
+//! encoding of the ranges it overlaps and its compression, never an encoding of the whole
+//! state (`replica::snapshot`).
 
+use super::snapshot::{compress_chunk, SnapshotIndex};
 use super::state::ReplicaState;
 use super::storage::Checkpoint;
 use super::Replica;
@@ -25,7 +27,6 @@ use crate::message::Msg;
 use spec::Slot;
 use stateright::actor::Id;
 use std::borrow::Cow;
-use std::sync::Arc;
 
 impl Replica {
     /// [`Replica::offer_snapshot`], from a step that may not change the state otherwise: the
@@ -76,18 +77,17 @@ impl Replica {
                 {
                     // The bug: the chunk at `offset` of the latest checkpoint, sent as the lent
                     // one's.
-                    let latest = state.durable.checkpoint.as_ref().expect("newer").encoded();
-                    let total = lent.encoded().len();
-                    let start = (offset as usize).min(total).min(latest.len());
-                    let end = (start + self.config.limits.max_chunk_bytes)
-                        .min(total)
-                        .min(latest.len());
+                    let latest = state.durable.checkpoint.as_ref().expect("newer");
+                    let total = lent.index().total();
+                    let len = (self.config.limits.max_chunk_bytes as u64)
+                        .min(total.saturating_sub(offset));
+                    let bytes = latest.index().chunk(&latest.state, offset, len);
                     let chunk = Msg::Snapshot {
                         slot,
                         digest: lent.digest,
-                        total: total as u64,
-                        offset: start as u64,
-                        bytes: latest[start..end].to_vec(),
+                        total,
+                        offset,
+                        bytes: compress_chunk(&bytes),
                     };
                     return fx.send(src, chunk);
                 }
@@ -125,31 +125,29 @@ impl Replica {
         }
     }
 
-    /// Sends the chunk of `checkpoint` at `offset` to `dst`.
+    /// Sends the chunk of `checkpoint` at `offset` to `dst`, compressed.
     fn send_chunk(&self, checkpoint: &Checkpoint, dst: Id, offset: u64, fx: &mut Effects) {
-        let (digest, bytes) = if self.config.has_bug(SeededBug::SnapshotWithoutSessions) {
+        let chunk = self.config.limits.max_chunk_bytes as u64;
+        let (digest, total, bytes) = if self.config.has_bug(SeededBug::SnapshotWithoutSessions) {
             // The bug: the snapshot leaves the session table out (and is digested as sent).
             let mut partial = (*checkpoint.state).clone();
             partial.sessions = Default::default();
-            let digest = partial.digest();
-            (
-                digest,
-                Arc::from(super::snapshot::encode_snapshot(&partial)),
-            )
+            let index = SnapshotIndex::of(&partial);
+            let bytes = index.chunk(&partial, offset, chunk);
+            (partial.digest(), index.total(), bytes)
         } else {
-            (checkpoint.digest, checkpoint.encoded())
+            let index = checkpoint.index();
+            let bytes = index.chunk(&checkpoint.state, offset, chunk);
+            (checkpoint.digest, index.total(), bytes)
         };
-        let total = bytes.len() as u64;
-        let start = offset.min(total) as usize;
-        let end = (start + self.config.limits.max_chunk_bytes).min(bytes.len());
         fx.send(
             dst,
             Msg::Snapshot {
                 slot: checkpoint.slot,
                 digest,
                 total,
-                offset: start as u64,
-                bytes: bytes[start..end].to_vec(),
+                offset: offset.min(total),
+                bytes: compress_chunk(&bytes),
             },
         );
     }

@@ -2,7 +2,7 @@
 //! section 2.3: "an acceptor must remember this information even if it fails and then
 //! restarts"). It is saved in the same step as, and so before, any message that depends on it.
 
-use super::snapshot::EncodedSnapshot;
+use super::snapshot::{IndexCache, SnapshotIndex};
 use crate::ballot::Ballot;
 use serde::{Deserialize, Serialize};
 use spec::{Command, Digest, ServiceDelta, ServiceState, Slot};
@@ -27,11 +27,12 @@ pub struct Checkpoint {
     pub digest: Digest,
     /// Shared: a checkpoint sits in the replica's state and in its storage.
     pub state: Arc<ServiceState>,
-    /// The state encoded for transfer, made the first time a transfer needs it and shared by
-    /// every copy of this checkpoint: each chunk of each transfer costs a copy of its bytes,
-    /// not an encoding of the whole state. Never saved (it is derived from `state`).
+    /// The state indexed for transfer (`snapshot::SnapshotIndex`), made the first time a
+    /// transfer needs it and shared by every copy of this checkpoint: each chunk of each
+    /// transfer costs the encoding of the ranges it overlaps, never an encoding of the whole
+    /// state. Never saved (it is derived from `state`).
     #[serde(skip)]
-    pub encoded: EncodedSnapshot,
+    pub index: IndexCache,
 }
 
 impl Hash for Checkpoint {
@@ -49,13 +50,13 @@ impl Checkpoint {
             slot,
             digest: state.digest(),
             state: Arc::new(state.clone()),
-            encoded: EncodedSnapshot::default(),
+            index: IndexCache::default(),
         }
     }
 
-    /// The state encoded for transfer (`snapshot::encode_snapshot`), encoded at the first call.
-    pub fn encoded(&self) -> Arc<[u8]> {
-        self.encoded.get_or_encode(&self.state)
+    /// The state indexed for transfer, indexed at the first call.
+    pub fn index(&self) -> Arc<SnapshotIndex> {
+        self.index.get_or_index(&self.state)
     }
 }
 
@@ -86,7 +87,7 @@ pub struct Storage {
 
 /// Durable state that can be written incrementally: the runtime appends the changes between
 /// the last saved value and the new one to a log instead of rewriting everything on each step.
-pub trait Durable: Clone + Serialize + for<'de> Deserialize<'de> {
+pub trait Durable: Clone + Send + 'static + Serialize + for<'de> Deserialize<'de> {
     /// One change.
     type Change: Clone + std::fmt::Debug + Serialize + for<'de> Deserialize<'de>;
 
@@ -260,7 +261,7 @@ impl Durable for Storage {
                     slot,
                     digest,
                     state: Arc::new(state),
-                    encoded: EncodedSnapshot::default(),
+                    index: IndexCache::default(),
                 });
             }
             StorageChange::Rebuilding(rebuilding) => self.rebuilding = rebuilding,

@@ -4,7 +4,8 @@
 //!
 //! The receiver keeps a window of chunk requests in flight (`Limits::transfer_window`) and
 //! takes chunks in any order within it, so a transfer runs at the pace of the network, not of
-//! one round trip per chunk. It keeps the decisions it learns meanwhile and executes them after
+//! one round trip per chunk. Each chunk arrives LZ4-compressed on its own; one that claims to
+//! decompress to more than a chunk is ignored unopened. It keeps the decisions it learns meanwhile and executes them after
 //! installing the snapshot. Before installing, it decodes the snapshot (which checks the
 //! state's invariants) and compares its digest with the announced one; a snapshot that does not
 //! match is refused and counted (no correct sender sends one: the model checks that it never
@@ -23,7 +24,7 @@
 //! on each heartbeat of its leader (`checkpoint::resend_one_shots`).
 
 use super::snapshot::{
-    assemble, decode_layout, header_end, EncodedSnapshot, RangeSource, LENGTH_BYTES,
+    assemble, decode_layout, decompress_chunk, header_end, IndexCache, RangeSource, LENGTH_BYTES,
 };
 use super::state::{Plan, ReplicaState, Transfer, TransferStats};
 use super::storage::Checkpoint;
@@ -61,11 +62,13 @@ impl Replica {
         if slot <= state.executed && !state.diverged {
             return ignored();
         }
-        if total > limits.max_snapshot_bytes
-            || total < LENGTH_BYTES
-            || offset >= total
-            || bytes.len() as u64 != chunk.min(total - offset)
-        {
+        if total > limits.max_snapshot_bytes || total < LENGTH_BYTES || offset >= total {
+            return ignored();
+        }
+        let Ok(bytes) = decompress_chunk(&bytes, chunk) else {
+            return ignored();
+        };
+        if bytes.len() as u64 != chunk.min(total - offset) {
             return ignored();
         }
         let under_way = state
@@ -112,7 +115,7 @@ impl Replica {
         let state = state.to_mut();
         let transfer = state.transfer.as_mut().expect("under way");
         transfer.insert(offset, bytes);
-        if plan(transfer, &state.service.machine, limits.max_snapshot_bytes).is_err() {
+        if plan(transfer, &state.service.machine).is_err() {
             // A header that does not decode: not the snapshot announced (see below).
             state.transfer = None;
             state.snapshots_refused += 1;
@@ -122,7 +125,7 @@ impl Replica {
             return self.request_window(transfer, src, false, fx);
         }
         let transfer = state.transfer.take().expect("under way");
-        match assemble_transfer(&transfer, limits.max_snapshot_bytes) {
+        match assemble_transfer(&transfer) {
             Ok(service) if service.digest() == digest => {
                 self.install(id, state, src, slot, service, &transfer, fx);
             }
@@ -184,12 +187,6 @@ impl Replica {
     ) {
         let joined = !self.participates(id, state) && service.configuration.includes(id);
         let plan = transfer.plan.as_ref().expect("complete");
-        let encoded = match plan.held.is_empty() {
-            // Every byte arrived: they are this checkpoint's encoding, kept for this
-            // replica's own transfers.
-            true => EncodedSnapshot::known(transfer.bytes(0, transfer.total).expect("complete")),
-            false => EncodedSnapshot::default(),
-        };
         state.last_transfer = TransferStats {
             total: transfer.total,
             received: transfer.bytes_received(),
@@ -203,7 +200,7 @@ impl Replica {
             slot,
             digest: service.digest(),
             state: Arc::new(service.clone()),
-            encoded,
+            index: IndexCache::default(),
         };
         state.service = service;
         state.executed = slot;
@@ -234,7 +231,7 @@ impl Replica {
 /// Extends what `transfer` needs as its beginning arrives: once the header's length is in,
 /// the chunks of the header; once the header is in, the chunks of the ranges `machine` does not
 /// hold with the digest the header gives. Fails on a header that does not decode.
-fn plan(transfer: &mut Transfer, machine: &KvStore, max_bytes: u64) -> Result<(), String> {
+fn plan(transfer: &mut Transfer, machine: &KvStore) -> Result<(), String> {
     if transfer.plan.is_some() || !transfer.has_needed() {
         return Ok(());
     }
@@ -258,7 +255,7 @@ fn plan(transfer: &mut Transfer, machine: &KvStore, max_bytes: u64) -> Result<()
         }
     };
     let header = transfer.bytes(0, end).expect("needed");
-    let layout = decode_layout(&header, transfer.total, max_bytes)?;
+    let layout = decode_layout(&header, transfer.total)?;
     let mut held = BTreeMap::new();
     let mut held_digest = SetDigest::default();
     for span in layout.spans() {
@@ -282,15 +279,13 @@ fn plan(transfer: &mut Transfer, machine: &KvStore, max_bytes: u64) -> Result<()
 }
 
 /// The state a complete transfer holds: its ranges from the chunks received, or held here.
-fn assemble_transfer(transfer: &Transfer, max_bytes: u64) -> Result<ServiceState, String> {
+fn assemble_transfer(transfer: &Transfer) -> Result<ServiceState, String> {
     let plan = transfer.plan.as_ref().expect("complete");
-    assemble(&plan.layout, max_bytes, |span| {
-        match plan.held.get(span.start) {
-            Some(range) => Ok(RangeSource::Held(range.clone())),
-            None => transfer
-                .bytes(span.from, span.to)
-                .map(|bytes| RangeSource::Bytes(Cow::Owned(bytes)))
-                .ok_or_else(|| "a range not received".to_string()),
-        }
+    assemble(&plan.layout, |span| match plan.held.get(span.start) {
+        Some(range) => Ok(RangeSource::Held(range.clone())),
+        None => transfer
+            .bytes(span.from, span.to)
+            .map(|bytes| RangeSource::Bytes(Cow::Owned(bytes)))
+            .ok_or_else(|| "a range not received".to_string()),
     })
 }

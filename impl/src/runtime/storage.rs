@@ -39,9 +39,14 @@
 //! directory whose state is gone (see `runtime::identity`).
 //!
 //! Compaction. When the log grows past [`COMPACT_LOG_BYTES`] and past the snapshot's size (so
-//! that compaction costs at most as much as the log it removes), the current state is written
-//! as `snapshot.<g+1>`, an empty `log.<g+1>` is created, and generation `g` is deleted. A crash
-//! in between leaves generation `g+1` complete (the newest snapshot wins) or not yet there.
+//! that compaction costs at most as much as the log it removes), an empty `log.<g+1>` is
+//! created and commits go on there at once, while a thread of its own writes the state as it was
+//! at that switch as `snapshot.<g+1>` and then deletes generation `g`. The replica's thread
+//! never waits for a snapshot of the whole state (seconds for a large one: longer than an
+//! election timeout). Until `snapshot.<g+1>` is in place the state is `snapshot.<g>` with
+//! `log.<g>` and then `log.<g+1>`, and that is what opening a directory that a crash left so
+//! reads (it then writes `snapshot.<g+1>` itself). A crash at any point leaves one of these two
+//! complete forms.
 
 use super::identity::{Creation, Identity, IdentityRecord, Mismatch};
 use crate::replica::Durable;
@@ -170,6 +175,9 @@ pub struct DurableStore<S: Durable> {
     image: Option<S>,
     /// The directory's identity, once read or written.
     record: Option<IdentityRecord>,
+    /// The compaction under way: the thread writing the new generation's snapshot, which
+    /// answers with that snapshot's size.
+    compaction: Option<std::thread::JoinHandle<Result<u64, StorageError>>>,
 }
 
 impl<S: Durable> std::fmt::Debug for DurableStore<S> {
@@ -261,6 +269,7 @@ impl<S: Durable> DurableStore<S> {
             snapshot_bytes: 0,
             image: None,
             record: None,
+            compaction: None,
         };
         let opened = match (store.read(identity), mode) {
             (Ok(Found::Nothing), OpenMode::Existing) => {
@@ -396,7 +405,14 @@ impl<S: Durable> DurableStore<S> {
     fn read_state(&mut self, files: &Generations, generation: u64) -> Result<S, StorageError> {
         let dir = self.dir.clone();
         let sync = self.sync;
-        if let Some(log) = files.logs.iter().find(|log| **log > generation) {
+        // A log one generation past the newest snapshot is a compaction's that a crash cut
+        // short, before its snapshot was in place (see the module documentation).
+        let interrupted = files.logs.contains(&(generation + 1));
+        if let Some(log) = files
+            .logs
+            .iter()
+            .find(|log| **log > generation + u64::from(interrupted))
+        {
             return Err(failure(
                 &dir.join(format!("log.{log}")),
                 None,
@@ -404,14 +420,30 @@ impl<S: Durable> DurableStore<S> {
             ));
         }
         let snapshot_path = dir.join(format!("snapshot.{generation}"));
-        let (mut state, snapshot_bytes) = read_snapshot::<S>(&snapshot_path, generation)?;
-        let log_path = dir.join(format!("log.{generation}"));
-        let log_bytes = if files.logs.contains(&generation) {
+        let (mut state, mut snapshot_bytes) = read_snapshot::<S>(&snapshot_path, generation)?;
+        let mut log_path = dir.join(format!("log.{generation}"));
+        let mut log_bytes = if files.logs.contains(&generation) {
             replay_log(&log_path, generation, &mut state, Some(sync))?
         } else {
             // The crash came between the snapshot's rename and the new log's.
             create_log(&dir, generation, sync)?
         };
+        let mut generation = generation;
+        if interrupted {
+            // Finish the compaction: the state at its switch is the snapshot and log read so
+            // far; then the new log follows.
+            tracing::info!(
+                dir = %dir.display(),
+                generation = generation + 1,
+                "finishing a compaction that a stop interrupted"
+            );
+            snapshot_bytes = write_snapshot(&dir, generation + 1, &state, sync)?;
+            remove(&snapshot_path)?;
+            remove(&log_path)?;
+            generation += 1;
+            log_path = dir.join(format!("log.{generation}"));
+            log_bytes = replay_log(&log_path, generation, &mut state, Some(sync))?;
+        }
         // Older generations are superseded by the verified newest one.
         for old in files.snapshots.iter().filter(|g| **g < generation) {
             remove(&dir.join(format!("snapshot.{old}")))?;
@@ -508,9 +540,11 @@ impl<S: Durable> DurableStore<S> {
         };
         let (mut state, _) =
             read_snapshot::<S>(&dir.join(format!("snapshot.{generation}")), generation)?;
-        if files.logs.contains(&generation) {
-            let log = dir.join(format!("log.{generation}"));
-            replay_log(&log, generation, &mut state, None)?;
+        for log in [generation, generation + 1] {
+            // `log.<g+1>` without its snapshot: a compaction under way.
+            if files.logs.contains(&log) {
+                replay_log(&dir.join(format!("log.{log}")), log, &mut state, None)?;
+            }
         }
         Ok(Some(state))
     }
@@ -562,10 +596,60 @@ impl<S: Durable> DurableStore<S> {
         log.write_all_at(&encode_record(&MARKER_PAYLOAD), marker_at)
             .map_err(|e| io_failure(&log_path, "cannot append", e))?;
         self.log_bytes = end;
-        if self.log_bytes > COMPACT_LOG_BYTES && self.log_bytes > self.snapshot_bytes {
-            self.write_generation(self.generation + 1, &latest)?;
+        self.finish_compaction(false)?;
+        if self.log_bytes > COMPACT_LOG_BYTES
+            && self.log_bytes > self.snapshot_bytes
+            && self.compaction.is_none()
+        {
+            self.start_compaction(latest.clone())?;
         }
         self.image = Some(latest);
+        Ok(())
+    }
+
+    /// Starts a compaction: commits go to a new, empty log from now on, and a thread writes
+    /// `state` (what the files hold at this switch) as the new generation's snapshot, then
+    /// removes the old generation.
+    fn start_compaction(&mut self, state: S) -> Result<(), StorageError> {
+        let previous = self.generation;
+        let generation = previous + 1;
+        self.switch_log(generation)?;
+        let (dir, sync) = (self.dir.clone(), self.sync);
+        self.compaction = Some(std::thread::spawn(move || {
+            let bytes = write_snapshot(&dir, generation, &state, sync)?;
+            remove(&dir.join(format!("snapshot.{previous}")))?;
+            remove(&dir.join(format!("log.{previous}")))?;
+            Ok(bytes)
+        }));
+        Ok(())
+    }
+
+    /// Collects a compaction that has ended (or, with `wait`, waits for it): its snapshot's
+    /// size from now on, or its failure.
+    fn finish_compaction(&mut self, wait: bool) -> Result<(), StorageError> {
+        let ended = self.compaction.as_ref().is_some_and(|t| t.is_finished());
+        if !(ended || wait) {
+            return Ok(());
+        }
+        let Some(thread) = self.compaction.take() else {
+            return Ok(());
+        };
+        let written = thread
+            .join()
+            .unwrap_or_else(|_| Err(failure(&self.dir, None, "the compaction thread panicked")))?;
+        self.snapshot_bytes = written;
+        Ok(())
+    }
+
+    /// Creates generation `generation`'s empty log and appends to it from now on.
+    fn switch_log(&mut self, generation: u64) -> Result<(), StorageError> {
+        let log_bytes = create_log(&self.dir, generation, self.sync)?;
+        let log_path = self.log_path(generation);
+        let log = open_log(&log_path)?;
+        self.log_allocated = file_size(&log, &log_path)?;
+        self.log = Some(log);
+        self.log_bytes = log_bytes;
+        self.generation = generation;
         Ok(())
     }
 
@@ -593,33 +677,55 @@ impl<S: Durable> DurableStore<S> {
     }
 
     /// Writes `state` as snapshot `generation` with an empty log, then removes the previous
-    /// generation.
+    /// generation: the first save of a new directory, and the end of an interrupted
+    /// compaction found on opening.
     fn write_generation(&mut self, generation: u64, state: &S) -> Result<(), StorageError> {
-        let snapshot_path = self.dir.join(format!("snapshot.{generation}"));
-        let payload = postcard::to_stdvec(state)
-            .map_err(|e| failure(&snapshot_path, None, format!("cannot encode: {e}")))?;
-        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
-        bytes.extend_from_slice(&SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&generation.to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        write_atomically(&self.dir, &snapshot_path, &bytes, self.sync)?;
-        let log_bytes = create_log(&self.dir, generation, self.sync)?;
+        self.finish_compaction(true)?;
+        self.snapshot_bytes = write_snapshot(&self.dir, generation, state, self.sync)?;
         let previous = self.generation;
-        self.generation = generation;
-        let log_path = self.log_path(generation);
-        let log = open_log(&log_path)?;
-        self.log_allocated = file_size(&log, &log_path)?;
-        self.log = Some(log);
-        self.log_bytes = log_bytes;
-        self.snapshot_bytes = bytes.len() as u64;
-        if previous > 0 {
+        self.switch_log(generation)?;
+        if previous > 0 && previous != generation {
             remove(&self.dir.join(format!("snapshot.{previous}")))?;
             remove(&self.log_path(previous))?;
         }
         Ok(())
     }
+
+    /// Waits for a compaction under way (tests, and a store about to be dropped).
+    pub fn wait_for_compaction(&mut self) -> Result<(), StorageError> {
+        self.finish_compaction(true)
+    }
+}
+
+impl<S: Durable> Drop for DurableStore<S> {
+    fn drop(&mut self) {
+        // A compaction cut short is harmless (opening finishes it), but a clean stop leaves
+        // the directory in its simpler form.
+        if let Err(error) = self.finish_compaction(true) {
+            tracing::warn!(%error, "a compaction failed while the store was closing");
+        }
+    }
+}
+
+/// Writes `state` as snapshot `generation` (atomically: a temporary file, fsync'd, renamed);
+/// returns its size.
+fn write_snapshot<S: Durable>(
+    dir: &Path,
+    generation: u64,
+    state: &S,
+    sync: SyncPolicy,
+) -> Result<u64, StorageError> {
+    let snapshot_path = dir.join(format!("snapshot.{generation}"));
+    let payload = postcard::to_stdvec(state)
+        .map_err(|e| failure(&snapshot_path, None, format!("cannot encode: {e}")))?;
+    let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+    bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&generation.to_le_bytes());
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    write_atomically(dir, &snapshot_path, &bytes, sync)?;
+    Ok(bytes.len() as u64)
 }
 
 /// The generations present in a directory.
@@ -1182,6 +1288,62 @@ mod tests {
         drop(store);
         assert!(!dir.path().join(format!("snapshot.{first}")).exists());
         assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(3)));
+    }
+
+    /// Compaction writes its snapshot on a thread of its own while commits go on; the
+    /// directory always reads back as the last commit, and a stop during a compaction (the new
+    /// log there, its snapshot not yet) is finished on opening.
+    #[test]
+    fn a_compaction_runs_beside_commits_and_one_cut_short_is_finished_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(storage_with(1)).unwrap();
+        let first = store.generation();
+        store.start_compaction(storage_with(1)).unwrap();
+        for slots in 2..=20 {
+            store.commit(storage_with(slots)).unwrap();
+        }
+        store.wait_for_compaction().unwrap();
+        assert!(!dir.path().join(format!("snapshot.{first}")).exists());
+        assert!(!dir.path().join(format!("log.{first}")).exists());
+        assert!(dir.path().join(format!("snapshot.{}", first + 1)).exists());
+        drop(store);
+        assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(20)));
+
+        // Cut short: the switch to the new log happened, the snapshot was never written.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = open(dir.path()).unwrap();
+        store.commit(storage_with(1)).unwrap();
+        store.commit(storage_with(2)).unwrap();
+        let first = store.generation();
+        store.switch_log(first + 1).unwrap();
+        store.commit(storage_with(3)).unwrap();
+        drop(store);
+        assert_eq!(
+            DurableStore::<Storage>::inspect(dir.path()).unwrap(),
+            Some(storage_with(3)),
+            "read without repairing: snapshot, old log, new log"
+        );
+        let (mut store, loaded) = open(dir.path()).unwrap();
+        assert_eq!(loaded, Some(storage_with(3)));
+        assert_eq!(store.generation(), first + 1);
+        assert!(dir.path().join(format!("snapshot.{}", first + 1)).exists());
+        assert!(!dir.path().join(format!("snapshot.{first}")).exists());
+        store.commit(storage_with(4)).unwrap();
+        drop(store);
+        assert_eq!(open(dir.path()).unwrap().1, Some(storage_with(4)));
+
+        // Two logs past the newest snapshot are damage, not a compaction.
+        fs::copy(
+            dir.path().join(format!("log.{}", first + 1)),
+            dir.path().join(format!("log.{}", first + 3)),
+        )
+        .unwrap();
+        let error = open(dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("newer than the newest snapshot"),
+            "{error}"
+        );
     }
 
     #[test]
