@@ -327,3 +327,18 @@ fn a_receiver_asks_only_for_the_ranges_it_does_not_hold() {
     assert_eq!(sent, empty.replica().last_transfer.total);
     assert_eq!(empty.replica().last_transfer.ranges_held, 0);
 }
+
+/// A snapshot whose state is not the state after the slots below the slot it is announced
+/// with is refused, however well its digest matches: installed, it would be saved as a
+/// checkpoint that storage refuses to replay at the next restart.
+#[test]
+fn a_snapshot_announced_with_another_slot_is_refused() {
+    let (zero, _, two) = ids();
+    let (mut receiver, _) = Stepped::start(config(), two, Storage::default());
+    let service = state_after(5);
+    for chunk in chunks(6, &service) {
+        receiver.deliver(zero, chunk);
+    }
+    assert_eq!(receiver.replica().executed, 0, "not installed");
+    assert_eq!(receiver.replica().snapshots_refused, 1);
+}

@@ -323,7 +323,12 @@ impl KvStore {
     }
 
     fn remove(&mut self, key: &str) -> Option<Value> {
-        let start = self.range_of(key)?.0.clone();
+        let (start, range) = self.range_of(key)?;
+        if !range.entries.contains_key(key) {
+            // Nothing to remove: leave a shared range shared.
+            return None;
+        }
+        let start = start.clone();
         let range = Arc::make_mut(self.ranges.get_mut(&start).expect("found"));
         let previous = range.remove(key)?;
         self.digest.remove(entry_digest(key, &previous));

@@ -56,8 +56,8 @@ pub struct ReplicaStatus {
     pub audit_failures: u32,
     /// State transfers whose assembled snapshot was not the one announced (refused).
     pub snapshots_refused: u32,
-    /// The size of the latest checkpoint as a state transfer sends it (compressed), once a
-    /// transfer has sent or received it.
+    /// The size of the latest checkpoint as a state transfer lays it out (before each chunk's
+    /// compression), once a transfer has indexed it.
     pub checkpoint_transfer_bytes: Option<u64>,
     /// The last snapshot installed: its size, the bytes received of it (the header and the
     /// ranges this replica did not hold), its ranges and how many were held already.

@@ -5,8 +5,8 @@
 //! The receiver keeps a window of chunk requests in flight (`Limits::transfer_window`) and
 //! takes chunks in any order within it, so a transfer runs at the pace of the network, not of
 //! one round trip per chunk. Each chunk arrives LZ4-compressed on its own; one that claims to
-//! decompress to more than a chunk is ignored unopened. It keeps the decisions it learns meanwhile and executes them after
-//! installing the snapshot. Before installing, it decodes the snapshot (which checks the
+//! decompress to more than a chunk is ignored unopened. It keeps the decisions it learns
+//! meanwhile and executes them after installing the snapshot. Before installing, it decodes the snapshot (which checks the
 //! state's invariants) and compares its digest with the announced one; a snapshot that does not
 //! match is refused and counted (no correct sender sends one: the model checks that it never
 //! happens).
@@ -126,7 +126,9 @@ impl Replica {
         }
         let transfer = state.transfer.take().expect("under way");
         match assemble_transfer(&transfer) {
-            Ok(service) if service.digest() == digest => {
+            // The state after the slots below `slot`, as announced: a checkpoint saved under
+            // another label would not replay (`StorageChange::CheckpointDelta`).
+            Ok(service) if service.digest() == digest && service.applied == slot => {
                 self.install(id, state, src, slot, service, &transfer, fx);
             }
             _ => {

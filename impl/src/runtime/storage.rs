@@ -14,7 +14,8 @@
 //! ```
 //!
 //! All integers are little-endian. The state is `snapshot.<g>` with the records of `log.<g>`
-//! applied in order, for the highest generation `g`. One record holds every change of one group
+//! applied in order, for the highest generation `g` (then those of `log.<g+1>` if it is there:
+//! a compaction under way, see below). One record holds every change of one group
 //! commit, so a group is durable entirely or not at all.
 //!
 //! Crash safety. Snapshots and new logs are written to a temporary file, fsync'd, renamed into
@@ -324,7 +325,8 @@ impl<S: Durable> DurableStore<S> {
     }
 
     /// Reads the directory: its identity, then its state, leaving the store ready to append
-    /// to it. Touches nothing but a torn final log record and leftover temporary files.
+    /// to it. Touches nothing but a torn final log record, leftover temporary files, and a
+    /// compaction a stop cut short (which it finishes).
     fn read(&mut self, expected: &Identity) -> Result<Found<S>, Problem> {
         let dir = self.dir.clone();
         let files = Generations::scan(&dir).map_err(Problem::Refused)?;
@@ -563,13 +565,16 @@ impl<S: Durable> DurableStore<S> {
     /// Makes `latest` durable: appends its changes since the last commit as one record and
     /// waits for the disk (unless the policy is unsafe). Compacts when the log is large.
     pub fn commit(&mut self, latest: S) -> Result<(), StorageError> {
-        let Some(image) = &self.image else {
+        if self.image.is_none() {
             // The first save of a brand-new directory is a snapshot of its own; from then on
             // the directory is marked as holding state.
             self.write_generation(self.generation + 1, &latest)?;
             self.image = Some(latest);
             return self.mark_started();
-        };
+        }
+        // A compaction that ended: its failure stops this commit before anything is appended.
+        self.finish_compaction(false)?;
+        let image = self.image.as_ref().expect("saved before");
         let changes = latest.changes_since(image);
         if changes.is_empty() {
             return Ok(());
@@ -592,11 +597,11 @@ impl<S: Durable> DurableStore<S> {
         }
         // The durability marker: the record is on disk, so damage to it found later is
         // corruption, not a torn append (see the module documentation). It reaches the disk
-        // with the next commit's fsync, or the page cache's write-back.
+        // with the next commit's fsync, or the page cache's write-back (or, for the last
+        // record of a log that a compaction leaves, the fsync before the switch).
         log.write_all_at(&encode_record(&MARKER_PAYLOAD), marker_at)
             .map_err(|e| io_failure(&log_path, "cannot append", e))?;
         self.log_bytes = end;
-        self.finish_compaction(false)?;
         if self.log_bytes > COMPACT_LOG_BYTES
             && self.log_bytes > self.snapshot_bytes
             && self.compaction.is_none()
@@ -613,6 +618,15 @@ impl<S: Durable> DurableStore<S> {
     fn start_compaction(&mut self, state: S) -> Result<(), StorageError> {
         let previous = self.generation;
         let generation = previous + 1;
+        if self.sync == SyncPolicy::Fsync {
+            // The old log's last durability marker must be on disk before commits move on: a
+            // stop before the snapshot is written makes opening read this log again, and damage
+            // to its last record must then show as damage, not as a torn append.
+            let path = self.log_path(previous);
+            let log = self.log.as_ref().expect("a store with an image has a log");
+            log.sync_data()
+                .map_err(|e| io_failure(&path, "cannot fsync", e))?;
+        }
         self.switch_log(generation)?;
         let (dir, sync) = (self.dir.clone(), self.sync);
         self.compaction = Some(std::thread::spawn(move || {
@@ -677,8 +691,7 @@ impl<S: Durable> DurableStore<S> {
     }
 
     /// Writes `state` as snapshot `generation` with an empty log, then removes the previous
-    /// generation: the first save of a new directory, and the end of an interrupted
-    /// compaction found on opening.
+    /// generation: the first save of a new directory (and tests).
     fn write_generation(&mut self, generation: u64, state: &S) -> Result<(), StorageError> {
         self.finish_compaction(true)?;
         self.snapshot_bytes = write_snapshot(&self.dir, generation, state, self.sync)?;
