@@ -23,6 +23,7 @@ use smr::deploy::status::{ReplicaStatus, StatusAnswer};
 use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
+use smr::replica::TransferStats;
 use smr::runtime::{Hooks, OpenMode, SplitMix64, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID};
 use spec::{KvOp, Operation};
 use stateright::actor::Id;
@@ -262,7 +263,12 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     );
     match (installed, caught_up) {
         (Some((install, status)), Some(caught_up)) => {
-            let (total, received, ranges, held) = status.last_transfer;
+            let TransferStats {
+                total,
+                received,
+                ranges,
+                ranges_held: held,
+            } = status.last_transfer;
             println!(
                 "snapshot installed after {:.2} s: {:.1} MB (LZ4), of which {:.1} MB received ({:.1} MB/s); {held} of its {ranges} key ranges were held already",
                 install.as_secs_f64(),

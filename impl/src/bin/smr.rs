@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use smr::deploy::client::local_bind_address;
 use smr::deploy::status::StatusAnswer;
 use smr::deploy::{query_status, run_operations, ClientOptions, Cluster};
+use smr::replica::TransferStats;
 use smr::runtime::peers::wire_id;
 use smr::runtime::{SplitMix64, FIRST_CLIENT_ID};
 use spec::{Change, ChangeOutput, KvOp, KvOutput, Operation, Output};
@@ -265,7 +266,12 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
                 status.sessions,
                 status.service_digest
             );
-            let (total, received, ranges, held) = status.last_transfer;
+            let TransferStats {
+                total,
+                received,
+                ranges,
+                ranges_held: held,
+            } = status.last_transfer;
             if status.snapshots_installed > 0 {
                 say!(
                     "  last snapshot installed: {total} bytes, {received} of them received; {held} of its {ranges} key ranges were held here already"

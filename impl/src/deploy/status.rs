@@ -4,7 +4,7 @@
 
 use crate::codec::{self, FrameKind, Header, StatusRequest};
 use crate::node::NodeState;
-use crate::replica::Role;
+use crate::replica::{Role, TransferStats};
 use crate::runtime::peers::wire_id;
 use crate::runtime::{Counters, StatusReply};
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ pub struct ReplicaStatus {
     pub checkpoint_transfer_bytes: Option<u64>,
     /// The last snapshot installed: its size, the bytes received of it (the header and the
     /// ranges this replica did not hold), its ranges and how many were held already.
-    pub last_transfer: (u64, u64, u64, u64),
+    pub last_transfer: TransferStats,
 }
 
 /// Encodes the status of a replica state (the runtime's status function for replicas).
@@ -122,12 +122,7 @@ pub fn encode_replica_status(state: &NodeState) -> Vec<u8> {
             .checkpoint
             .as_ref()
             .and_then(|checkpoint| checkpoint.index.total_if_indexed()),
-        last_transfer: (
-            replica.last_transfer.total,
-            replica.last_transfer.received,
-            replica.last_transfer.ranges,
-            replica.last_transfer.ranges_held,
-        ),
+        last_transfer: replica.last_transfer,
     };
     postcard::to_stdvec(&status).unwrap_or_default()
 }

@@ -111,21 +111,21 @@ impl SnapshotIndex {
                 (start.clone(), range.digest(), length as u64)
             })
             .collect();
+        let keys: Vec<Key> = ranges.iter().map(|(start, _, _)| start.clone()).collect();
+        let lengths: Vec<u64> = ranges.iter().map(|(_, _, length)| *length).collect();
         let header = encode(&Header {
             sessions: state.sessions.snapshot(),
             configuration: state.configuration.clone(),
             applied: state.applied,
-            ranges: ranges.clone(),
+            ranges,
         });
         let mut bytes = Vec::with_capacity(LENGTH_BYTES as usize + header.len());
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&header);
-        let mut starts = Vec::with_capacity(ranges.len() + 1);
-        let mut keys = Vec::with_capacity(ranges.len());
+        let mut starts = Vec::with_capacity(lengths.len() + 1);
         let mut at = bytes.len() as u64;
-        for (start, _, length) in &ranges {
+        for length in lengths {
             starts.push(at);
-            keys.push(start.clone());
             at += length;
         }
         starts.push(at);

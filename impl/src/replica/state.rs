@@ -345,8 +345,8 @@ impl Hash for Transfer {
     }
 }
 
-/// What a snapshot transfer cost (`ReplicaState::last_transfer`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a snapshot transfer cost (`ReplicaState::last_transfer`, and `status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferStats {
     /// The snapshot's encoded size.
     pub total: u64,
