@@ -1,4 +1,4 @@
-//! The wire format of every datagram: a fixed header, then a postcard-encoded body.
+//! The wire format of every datagram: a fixed header, a postcard-encoded body, and a tag.
 //!
 //! ```text
 //! offset  size  field
@@ -9,11 +9,18 @@
 //!     14     8  sender's logical id
 //!     22     8  receiver's logical id: a datagram meant for an earlier actor on a reused
 //!               socket (a client process runs one client actor after another) is dropped
-//!     30     -  body (postcard)
+//!     30     4  fingerprint of the key that signed the datagram (0: unsigned, insecure mode)
+//!     34     8  sender's boot: grows across the sender's restarts
+//!     42     8  sequence number: grows with each datagram the sender sends in one boot
+//!     50     -  body (postcard)
+//!    end-16 16  tag: keyed BLAKE3 of every byte before it, under the key named at 30
+//!               (zeros when unsigned)
 //! ```
 //!
 //! The header is fixed-size and hand-written rather than serialized so that a datagram from
 //! another program or another format version is recognised before any body decoding runs.
+//! The tag covers the header too, so neither the claimed sender nor the receiver, boot or
+//! sequence can be changed without the key ([`crate::runtime::auth`] signs and checks it).
 //! Decoding never panics: anything wrong is a [`DecodeError`] that the runtime counts.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -26,10 +33,13 @@ pub const MAX_DATAGRAM_BYTES: usize = 60_000;
 pub const MAGIC: [u8; 4] = *b"SMR\x00";
 
 /// The format version this build speaks.
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 /// Length of the fixed header.
-pub const HEADER_BYTES: usize = 30;
+pub const HEADER_BYTES: usize = 50;
+
+/// Length of the tag that ends every datagram.
+pub const TAG_BYTES: usize = 16;
 
 /// What a datagram carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +53,8 @@ pub enum FrameKind {
     /// A replica tells the other replicas where a client it just heard from is, so that the
     /// leader can answer a request that a follower forwarded. Body: [`ClientAddress`].
     ClientAddress = 4,
+    /// A replica tells a client that it may not do what it asked. Body: [`Refusal`].
+    Refusal = 5,
 }
 
 impl FrameKind {
@@ -52,6 +64,7 @@ impl FrameKind {
             2 => Some(FrameKind::StatusRequest),
             3 => Some(FrameKind::StatusReply),
             4 => Some(FrameKind::ClientAddress),
+            5 => Some(FrameKind::Refusal),
             _ => None,
         }
     }
@@ -64,6 +77,26 @@ pub struct Header {
     pub cluster: u64,
     pub sender: u64,
     pub receiver: u64,
+    /// The fingerprint of the key that signs the datagram; 0 when unsigned.
+    pub key: u32,
+    /// The sender's boot and the datagram's sequence number in it (replay protection).
+    pub boot: u64,
+    pub sequence: u64,
+}
+
+impl Header {
+    /// A header whose stamp (key, boot, sequence) the signer fills in.
+    pub fn new(kind: FrameKind, cluster: u64, sender: u64, receiver: u64) -> Self {
+        Header {
+            kind,
+            cluster,
+            sender,
+            receiver,
+            key: 0,
+            boot: 0,
+            sequence: 0,
+        }
+    }
 }
 
 /// Why a datagram was not accepted. Each reason has its own counter in the runtime.
@@ -99,6 +132,8 @@ pub enum EncodeError {
     Oversized(usize),
     /// The body could not be serialized (a bug in a `Serialize` impl).
     Serialize(String),
+    /// No key to sign a datagram to this receiver with (a client of an unknown credential).
+    NoKey(u64),
 }
 
 impl std::fmt::Display for EncodeError {
@@ -108,11 +143,17 @@ impl std::fmt::Display for EncodeError {
                 write!(f, "encoded frame is {n} bytes, above {MAX_DATAGRAM_BYTES}")
             }
             EncodeError::Serialize(why) => write!(f, "cannot serialize: {why}"),
+            EncodeError::NoKey(receiver) => write!(
+                f,
+                "no key to sign for receiver {receiver:#x} (credential {} is not configured)",
+                crate::runtime::auth::credential_of(*receiver)
+            ),
         }
     }
 }
 
-/// Encodes a frame into `buffer` (cleared first). On error nothing may be sent.
+/// Encodes a frame into `buffer` (cleared first) with a zero tag, for the signer to fill in
+/// ([`crate::runtime::auth::Auth::frame`] does both). On error nothing may be sent.
 pub fn encode<T: Serialize + ?Sized>(
     header: &Header,
     body: &T,
@@ -125,6 +166,9 @@ pub fn encode<T: Serialize + ?Sized>(
     buffer.extend_from_slice(&header.cluster.to_le_bytes());
     buffer.extend_from_slice(&header.sender.to_le_bytes());
     buffer.extend_from_slice(&header.receiver.to_le_bytes());
+    buffer.extend_from_slice(&header.key.to_le_bytes());
+    buffer.extend_from_slice(&header.boot.to_le_bytes());
+    buffer.extend_from_slice(&header.sequence.to_le_bytes());
     // The protocol bounds its messages below the limit, so encoding first and checking after
     // costs nothing in the common case; an oversized frame is refused whole.
     let buffer_after = std::mem::take(buffer);
@@ -132,6 +176,7 @@ pub fn encode<T: Serialize + ?Sized>(
         Ok(encoded) => *buffer = encoded,
         Err(error) => return Err(EncodeError::Serialize(error.to_string())),
     }
+    buffer.extend_from_slice(&[0; TAG_BYTES]);
     if buffer.len() > MAX_DATAGRAM_BYTES {
         let size = buffer.len();
         buffer.clear();
@@ -145,9 +190,9 @@ pub fn decode_header(datagram: &[u8], cluster: u64) -> Result<Header, DecodeErro
     if datagram.len() > MAX_DATAGRAM_BYTES {
         return Err(DecodeError::Oversized(datagram.len()));
     }
-    if datagram.len() < HEADER_BYTES {
+    if datagram.len() < HEADER_BYTES + TAG_BYTES {
         return Err(DecodeError::Malformed(format!(
-            "{} bytes, shorter than the {HEADER_BYTES}-byte header",
+            "{} bytes, shorter than the {HEADER_BYTES}-byte header and {TAG_BYTES}-byte tag",
             datagram.len()
         )));
     }
@@ -164,11 +209,16 @@ pub fn decode_header(datagram: &[u8], cluster: u64) -> Result<Header, DecodeErro
         bytes.copy_from_slice(&datagram[at..at + 8]);
         u64::from_le_bytes(bytes)
     };
+    let mut key = [0u8; 4];
+    key.copy_from_slice(&datagram[30..34]);
     let header = Header {
         kind,
         cluster: word(6),
         sender: word(14),
         receiver: word(22),
+        key: u32::from_le_bytes(key),
+        boot: word(34),
+        sequence: word(42),
     };
     if header.cluster != cluster {
         return Err(DecodeError::WrongCluster(header.cluster));
@@ -179,7 +229,8 @@ pub fn decode_header(datagram: &[u8], cluster: u64) -> Result<Header, DecodeErro
 /// Decodes the body of a datagram whose header [`decode_header`] accepted. Trailing bytes are
 /// refused: a well-formed sender never adds any.
 pub fn decode_body<T: DeserializeOwned>(datagram: &[u8]) -> Result<T, DecodeError> {
-    let body = datagram.get(HEADER_BYTES..).unwrap_or_default();
+    let end = datagram.len().saturating_sub(TAG_BYTES);
+    let body = datagram.get(HEADER_BYTES..end).unwrap_or_default();
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(DecodeError::Malformed(format!(
@@ -188,6 +239,11 @@ pub fn decode_body<T: DeserializeOwned>(datagram: &[u8]) -> Result<T, DecodeErro
         ))),
         Err(error) => Err(DecodeError::Malformed(format!("body: {error}"))),
     }
+}
+
+/// What the tag covers, and the tag, of a datagram that [`decode_header`] accepted.
+pub fn signed_and_tag(datagram: &[u8]) -> (&[u8], &[u8]) {
+    datagram.split_at(datagram.len().saturating_sub(TAG_BYTES))
 }
 
 /// The body of a status request: a nonce that the reply echoes, so that a reply to an earlier
@@ -202,6 +258,14 @@ pub struct StatusRequest {
 pub struct ClientAddress {
     pub client: u64,
     pub address: std::net::SocketAddr,
+    /// The fingerprint of the key the client signs with: the leader answers under it.
+    pub key: u32,
+}
+
+/// The body of a [`FrameKind::Refusal`] frame: what the client may not do, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -212,10 +276,10 @@ mod tests {
 
     fn header() -> Header {
         Header {
-            kind: FrameKind::Protocol,
-            cluster: CLUSTER,
-            sender: 1,
-            receiver: 2,
+            key: 7,
+            boot: 8,
+            sequence: 9,
+            ..Header::new(FrameKind::Protocol, CLUSTER, 1, 2)
         }
     }
 
@@ -266,7 +330,7 @@ mod tests {
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(decode_body::<u64>(&trailing).is_err());
-        assert!(decode_body::<String>(&good[..HEADER_BYTES]).is_err());
+        assert!(decode_body::<String>(&good[..HEADER_BYTES + TAG_BYTES]).is_err());
     }
 
     #[test]

@@ -106,6 +106,7 @@ fn start(
         CLUSTER,
         Arc::new(socket),
         BTreeMap::from([(Id::from(0), address)]),
+        smr::runtime::Auth::insecure(),
         |total| *total,
         1,
     )
@@ -114,12 +115,7 @@ fn start(
 }
 
 async fn add(client: &tokio::net::UdpSocket, server: std::net::SocketAddr, amount: u64) -> u64 {
-    let header = Header {
-        kind: FrameKind::Protocol,
-        cluster: CLUSTER,
-        sender: FIRST_CLIENT_ID + 1,
-        receiver: 0,
-    };
+    let header = Header::new(FrameKind::Protocol, CLUSTER, FIRST_CLIENT_ID + 1, 0);
     let mut frame = Vec::new();
     codec::encode(&header, &CounterMsg::Add(amount), &mut frame).unwrap();
     client.send_to(&frame, server).await.unwrap();

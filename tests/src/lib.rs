@@ -7,14 +7,18 @@
 //! step (see `smr::trace`), inject network faults and partitions, switch on a seeded runtime
 //! bug, and check its own run against the model with [`TestCluster::conform`].
 
+use smr::deploy::client::client_auth;
+use smr::deploy::config::{create_keys, security_section};
 use smr::deploy::status::StatusAnswer;
 use smr::deploy::{
-    query_status, run_operations, start_replica, ClientError, ClientOptions, Cluster,
+    query_status, run_operations, start_replica, ClientError, ClientOptions, Cluster, Security,
+    StartError, Want,
 };
 use smr::node::Node;
+use smr::runtime::auth::client_id_of;
 use smr::runtime::{
-    NetworkFaults, OpenMode, Partition, RuntimeBug, RuntimeError, Stopped, StorageError,
-    SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
+    Keyring, NetworkFaults, OpenMode, Partition, RuntimeBug, RuntimeError, Stopped, SyncPolicy,
+    FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
 };
 use smr::trace::TraceSink;
 use spec::{KvOp, Operation, Output, Slot};
@@ -50,6 +54,10 @@ pub struct ClusterOptions {
     /// `[limits] max_sessions` (the default otherwise); `max_batch_requests` is kept at or
     /// below it.
     pub max_sessions: Option<usize>,
+    /// Without authentication (`[security] insecure = true`). By default the cluster has a
+    /// cluster key, a clients' credential (0, which the dense test ids carry) and an
+    /// administrators' (1), in `keys/` of its directory.
+    pub insecure: bool,
 }
 
 /// A local cluster for tests.
@@ -65,6 +73,8 @@ pub struct TestCluster {
     /// Replicas started at least once: a first start creates the data directory for a
     /// brand-new cluster, every later one needs it to hold the replica's state.
     started: std::collections::BTreeSet<usize>,
+    /// Replicas whose `[security]` differs from the cluster's (a key rotation in progress).
+    security: BTreeMap<usize, Security>,
 }
 
 impl TestCluster {
@@ -78,10 +88,18 @@ impl TestCluster {
         // Bind once to learn free ports, then release them for the replicas to bind. (Another
         // process could take a port in between; on loopback in a test run that does not happen
         // in practice, and the bind below would fail loudly if it did.)
+        let data = tempfile::tempdir().expect("a temporary directory");
         let mut text = format!(
             "cluster = \"e2e-{}\"\n[timing]\nelection_timeout_ms = [150, 300]\nheartbeat_interval_ms = 30\n",
             std::process::id() as u64 * 1000 + u64::from(rand_u16())
         );
+        if options.insecure {
+            text.push_str("[security]\ninsecure = true\n");
+        } else {
+            let keys = data.path().join("keys");
+            create_keys(&keys).expect("keys can be created");
+            text.push_str(&security_section(&keys));
+        }
         if let Some(max) = options.max_sessions {
             // A table smaller than a batch is refused (`deploy::config`): batches shrink too.
             let batch = max.min(512);
@@ -104,12 +122,13 @@ impl TestCluster {
         let cluster = Cluster::parse(&text).expect("a valid test configuration");
         let mut test = Self {
             cluster,
-            data: tempfile::tempdir().expect("a temporary directory"),
+            data,
             running: BTreeMap::new(),
             partitions: (0..total).map(|id| (id, Partition::default())).collect(),
             options,
             next_client: Arc::new(AtomicU64::new(FIRST_LOGICAL_CLIENT_ID)),
             started: Default::default(),
+            security: BTreeMap::new(),
         };
         for id in 0..total {
             test.start_replica(id).await.expect("replica starts");
@@ -120,6 +139,17 @@ impl TestCluster {
     /// The data directory of replica `id`.
     pub fn data_dir(&self, id: usize) -> PathBuf {
         self.data.path().join(format!("replica-{id}"))
+    }
+
+    /// Where the key files are (unless the cluster is insecure).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data.path().join("keys")
+    }
+
+    /// Replica `id`'s `[security]` from its next start on (as an operator edits one replica's
+    /// configuration file during a key rotation).
+    pub fn set_security(&mut self, id: usize, security: Security) {
+        self.security.insert(id, security);
     }
 
     /// Where the traces go.
@@ -159,7 +189,7 @@ impl TestCluster {
     }
 
     /// Starts (or restarts) replica `id` from its data directory on its configured address.
-    pub async fn start_replica(&mut self, id: usize) -> Result<(), StorageError> {
+    pub async fn start_replica(&mut self, id: usize) -> Result<(), StartError> {
         let mode = if self.started.contains(&id) {
             OpenMode::Existing
         } else {
@@ -170,7 +200,7 @@ impl TestCluster {
 
     /// Restarts replica `id` as an operator does after its disk was lost or damaged
     /// (`replica --recover`).
-    pub async fn recover_replica(&mut self, id: usize) -> Result<(), StorageError> {
+    pub async fn recover_replica(&mut self, id: usize) -> Result<(), StartError> {
         self.start_replica_with(id, OpenMode::Recover).await
     }
 
@@ -179,7 +209,7 @@ impl TestCluster {
         &mut self,
         id: usize,
         mode: OpenMode,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), StartError> {
         assert!(
             !self.running.contains_key(&id),
             "replica {id} is already running"
@@ -200,8 +230,12 @@ impl TestCluster {
             )),
             bug: self.options.bug,
         };
+        let mut cluster = self.cluster.clone();
+        if let Some(security) = self.security.get(&id) {
+            cluster.security = security.clone();
+        }
         let runtime = start_replica(
-            &self.cluster,
+            &cluster,
             Id::from(id),
             &self.data_dir(id),
             Arc::new(socket),
@@ -243,7 +277,7 @@ impl TestCluster {
         loop {
             match self.start_replica(id).await {
                 Ok(()) => return,
-                Err(error) if error.what.contains("in use") && Instant::now() < deadline => {
+                Err(error) if error.to_string().contains("in use") && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(error) => panic!("replica {id} does not restart: {error}"),
@@ -260,11 +294,20 @@ impl TestCluster {
         self.client(ops).run().await
     }
 
-    /// An administrator's client that submits `changes` (JOIN and QUIT) one after the other.
+    /// An administrator's client that submits `changes` (JOIN and QUIT) one after the other
+    /// (with the next logical id, which an administrator's credential may use).
     pub fn admin(&self, changes: Vec<spec::Change>) -> TestClient {
         let mut client = self.client(Vec::new());
         client.ops = changes.into_iter().map(Operation::Reconfigure).collect();
+        client.keyring = self.keyring(Want::AnyAdmin);
         client
+    }
+
+    /// The clients' credential (0), or the administrators' (1).
+    pub fn keyring(&self, want: Want) -> Keyring {
+        self.cluster
+            .client_keyring(want)
+            .expect("the test keys can be read")
     }
 
     /// A client for `ops` with the next logical id, traced and faulty as the cluster is; run it
@@ -278,17 +321,23 @@ impl TestCluster {
             trace: self.trace_sink(&format!("client-{id}")),
             faults: self.options.client_faults.clone(),
             bug: self.options.bug,
+            keyring: self.keyring(Want::Credential(0)),
         }
     }
 
     /// The status of every replica that answers within a second.
     pub async fn status(&self) -> BTreeMap<Id, StatusAnswer> {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let me = FIRST_CLIENT_ID | u64::from(rand_u16());
+        let keyring = self.keyring(Want::AnyAdmin);
+        let me = client_id_of(
+            keyring.own_credential(),
+            FIRST_CLIENT_ID | u64::from(rand_u16()),
+        );
         let deadline = Instant::now() + Duration::from_secs(1);
         query_status(
             &socket,
             self.cluster.id,
+            &mut client_auth(keyring),
             me,
             &self.cluster.members,
             deadline,
@@ -321,6 +370,8 @@ pub struct TestClient {
     trace: Option<smr::trace::SharedSink>,
     faults: Option<NetworkFaults>,
     bug: Option<RuntimeBug>,
+    /// The credential it signs with.
+    pub keyring: Keyring,
 }
 
 impl TestClient {
@@ -337,6 +388,7 @@ impl TestClient {
             self.id,
             self.cluster.id,
             &self.cluster.members,
+            client_auth(self.keyring),
             self.ops,
             retry,
             Arc::new(socket),
@@ -354,6 +406,9 @@ impl TestClient {
             .run(tokio::time::sleep_until(deadline.into()))
             .await
             .map_err(|error| ClientError::Socket(std::io::Error::other(error.to_string())))?;
+        if let Some(why) = stopped.refused {
+            return Err(ClientError::Refused(why));
+        }
         let outputs = smr::deploy::client::operation_answers(stopped.state.as_ref());
         let expired = Output::Session(spec::SessionOutput::Expired);
         if outputs.len() < operations && outputs.last().map(|(_, o)| o) != Some(&expired) {
@@ -377,7 +432,10 @@ pub async fn run_client(
         retry_timeout: Duration::from_millis(100)..Duration::from_millis(150),
     };
     let ops = ops.into_iter().map(Operation::Kv).collect();
-    run_operations(cluster.id, &cluster.members, ops, options).await
+    let keyring = cluster
+        .client_keyring(Want::Credential(0))
+        .expect("the test keys can be read");
+    run_operations(cluster.id, &cluster.members, keyring, ops, options).await
 }
 
 fn rand_u16() -> u16 {

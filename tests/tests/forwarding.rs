@@ -3,7 +3,8 @@
 
 use e2e::TestCluster;
 use smr::client::Client;
-use smr::deploy::client::{fresh_client_id, runtime_for};
+use smr::deploy::client::{client_auth, fresh_client_id, runtime_for};
+use smr::deploy::Want;
 use smr::runtime::SplitMix64;
 use spec::{KvOp, KvOutput, Operation, Output};
 use stateright::actor::Id;
@@ -28,12 +29,13 @@ async fn a_request_sent_to_a_follower_is_answered_by_the_leader_without_a_retry(
     };
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let mut random = SplitMix64::new(42);
-    let id = fresh_client_id(&mut random);
+    let id = fresh_client_id(&mut random, 0);
     let runtime = runtime_for(
         client,
         id,
         cluster.cluster.id,
         &cluster.cluster.members,
+        client_auth(cluster.keyring(Want::Credential(0))),
         socket,
         7,
     );

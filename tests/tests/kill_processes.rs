@@ -6,8 +6,9 @@
 //! The replica processes are this test binary itself, re-run with `REPLICA_CHILD` set and only
 //! the ignored `replica_process` entry point selected.
 
-use smr::deploy::client::client_runtime;
-use smr::deploy::{start_replica, Cluster, ReplicaOptions};
+use smr::deploy::client::{client_auth, client_runtime};
+use smr::deploy::config::{create_keys, security_section};
+use smr::deploy::{start_replica, Cluster, ReplicaOptions, Want};
 use smr::runtime::FIRST_LOGICAL_CLIENT_ID;
 use smr::trace::TraceSink;
 use spec::{KvOp, Operation};
@@ -112,10 +113,12 @@ async fn client(cluster: &Cluster, traces: &Path, id: u64, ops: Vec<KvOp>) -> us
     let retry = Duration::from_millis(100)..Duration::from_millis(150);
     let ops: Vec<Operation> = ops.into_iter().map(Operation::Kv).collect();
     let total = ops.len();
+    let keyring = cluster.client_keyring(Want::Credential(0)).unwrap();
     let runtime = client_runtime(
         Id::from(id as usize),
         cluster.id,
         &cluster.members,
+        client_auth(keyring),
         ops,
         retry,
         socket,
@@ -148,6 +151,9 @@ async fn kill_nine_mid_traffic_conforms() {
             "[[replica]]\nid = {id}\naddress = \"127.0.0.1:{port}\"\n"
         ));
     }
+    // Key files named relative to the configuration file, as an operator would.
+    create_keys(&root.path().join("keys")).unwrap();
+    text.push_str(&security_section(std::path::Path::new("keys")));
     let config = root.path().join("cluster.toml");
     std::fs::write(&config, &text).unwrap();
     let cluster = Cluster::load(&config).unwrap();

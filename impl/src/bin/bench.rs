@@ -19,11 +19,15 @@
 
 use clap::Parser;
 use hdrhistogram::Histogram;
-use smr::deploy::client::client_runtime;
-use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions};
+use smr::deploy::client::{client_auth, client_runtime};
+use smr::deploy::config::{create_keys, security_section};
+use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions, Want};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
-use smr::runtime::{Hooks, SplitMix64, SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID};
+use smr::runtime::auth::client_id_of;
+use smr::runtime::{
+    Hooks, Keyring, SplitMix64, SyncPolicy, FIRST_CLIENT_ID, FIRST_LOGICAL_CLIENT_ID,
+};
 use smr::trace::{SharedSink, TraceSink};
 use spec::{KvOp, Operation};
 use stateright::actor::Id;
@@ -88,6 +92,15 @@ struct Arguments {
     /// `cargo run --release -p model -- conform DIR`.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Run the cluster without authentication (`[security] insecure = true`), to measure what
+    /// signing and checking every datagram costs.
+    #[arg(long)]
+    insecure: bool,
+    /// A thread of this process sends this many forged datagrams per second to replica 0
+    /// (signed with the wrong key, under the fingerprints of the real ones, so that each costs
+    /// the replica its hash): honest clients' throughput under a flood.
+    #[arg(long)]
+    flood: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -125,6 +138,13 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = format!("cluster = \"bench-{}\"\n", std::process::id());
+    if arguments.insecure {
+        config.push_str("[security]\ninsecure = true\n");
+    } else {
+        let keys = data.path().join("keys");
+        create_keys(&keys)?;
+        config.push_str(&security_section(&keys));
+    }
     for (id, socket) in sockets.iter().enumerate() {
         config.push_str(&format!(
             "[[replica]]\nid = {id}\naddress = \"{}\"\n",
@@ -145,6 +165,9 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         config.push_str(&format!("max_sessions = {max}\n"));
     }
     let cluster = Cluster::parse(&config)?;
+    // Credential 0 is the clients' (their dense ids carry it), 1 the administrators'.
+    let client_keyring = cluster.client_keyring(Want::Credential(0))?;
+    let admin_keyring = cluster.client_keyring(Want::AnyAdmin)?;
     let inline_commit = arguments.inline_commit;
     let sync = if arguments.unsafe_no_fsync {
         SyncPolicy::UnsafeNoFsync
@@ -201,13 +224,32 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let clients_trace = sink("clients")?;
-    let report = load.block_on(drive(arguments.clone(), cluster.clone(), clients_trace))?;
+    let flood = arguments
+        .flood
+        .map(|rate| flood::start(&cluster, rate))
+        .transpose()?;
+    let report = load.block_on(drive(
+        arguments.clone(),
+        cluster.clone(),
+        client_keyring,
+        clients_trace,
+    ))?;
+    let flooded = flood.map(flood::Flood::stop);
     let statuses = load.block_on(async {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-        let me = FIRST_CLIENT_ID | 0xbe0c;
+        let me = client_id_of(admin_keyring.own_credential(), FIRST_CLIENT_ID | 0xbe0c);
+        let mut auth = client_auth(admin_keyring);
         let deadline = Instant::now() + Duration::from_secs(1);
         Ok::<_, std::io::Error>(
-            query_status(&socket, cluster.id, me, &cluster.members, deadline).await,
+            query_status(
+                &socket,
+                cluster.id,
+                &mut auth,
+                me,
+                &cluster.members,
+                deadline,
+            )
+            .await,
         )
     })?;
     let _ = stop.send(true);
@@ -219,6 +261,16 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     print_report(&arguments, &cluster, &report, &statuses);
+    if let Some((sent, seconds)) = flooded {
+        let dropped = statuses
+            .get(&Id::from(0))
+            .map(|s| s.counters.bad_tag + s.counters.unknown_key);
+        println!(
+            "flood: {sent} forged datagrams sent to replica 0 in {seconds:.1} s ({:.0}/s); replica 0 dropped {} as forged",
+            sent as f64 / seconds.max(1e-9),
+            dropped.map_or("(no status)".to_string(), |d| d.to_string())
+        );
+    }
     print_footprint(&cluster, &report, &statuses, data.path());
     Ok(())
 }
@@ -324,6 +376,7 @@ impl Hooks<Node> for Measure {
 async fn drive(
     arguments: Arguments,
     cluster: Cluster,
+    keyring: Keyring,
     trace: Option<SharedSink>,
 ) -> Result<Report, String> {
     let shared = Arc::new(Mutex::new(Shared {
@@ -348,6 +401,7 @@ async fn drive(
         let lane_context = Lane {
             ids: ids.clone(),
             trace: trace.clone(),
+            keyring: keyring.clone(),
         };
         lanes.push(tokio::spawn(async move {
             run_lane(
@@ -376,10 +430,11 @@ async fn drive(
     })
 }
 
-/// What the lanes share: the next client id, and the trace.
+/// What the lanes share: the next client id, the trace, and the clients' credential.
 struct Lane {
     ids: Arc<AtomicU64>,
     trace: Option<SharedSink>,
+    keyring: Keyring,
 }
 
 /// One client lane: client actor after client actor, until the measurement window closes.
@@ -451,6 +506,7 @@ async fn run_lane(
             id,
             cluster.id,
             &cluster.members,
+            client_auth(context.keyring.clone()),
             ops,
             retry..retry + retry / 2,
             socket.clone(),
@@ -584,4 +640,95 @@ fn directory_bytes(dir: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// Forged datagrams against replica 0, from a thread of their own.
+mod flood {
+    use smr::codec::{FrameKind, Header};
+    use smr::deploy::Cluster;
+    use smr::message::Msg;
+    use smr::runtime::{Auth, Credential, Key, Keyring, Role};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    pub struct Flood {
+        stop: Arc<AtomicBool>,
+        thread: std::thread::JoinHandle<(u64, f64)>,
+    }
+
+    impl Flood {
+        /// Stops the flood; returns the datagrams sent and over how many seconds.
+        pub fn stop(self) -> (u64, f64) {
+            self.stop.store(true, Ordering::Relaxed);
+            self.thread.join().unwrap_or((0, 0.0))
+        }
+    }
+
+    /// Starts sending `rate` forged datagrams per second to replica 0: protocol messages that
+    /// claim to come from replica 1 and from clients, each under the fingerprint of a key the
+    /// cluster uses (an attacker sees fingerprints on the wire) but signed with another key.
+    pub fn start(cluster: &Cluster, rate: u64) -> Result<Flood, Box<dyn std::error::Error>> {
+        let target = *cluster.members.values().next().ok_or("no replicas")?;
+        let real = match cluster.replica_keyring()? {
+            Keyring::Replica {
+                cluster: keys,
+                credentials,
+            } => {
+                let mut fingerprints: Vec<u32> = keys.iter().map(Key::fingerprint).collect();
+                fingerprints.extend(
+                    credentials
+                        .values()
+                        .flat_map(|c| c.keys.iter().map(Key::fingerprint)),
+                );
+                fingerprints
+            }
+            _ => vec![0],
+        };
+        let forger = Credential {
+            id: 0,
+            role: Role::Client,
+            keys: vec![Key::generate()?],
+        };
+        let mut auth = Auth::new(Keyring::Client(forger), 1);
+        let mut frames = Vec::new();
+        for (n, sender) in [1u64, 64, 65, 1 << 32].into_iter().enumerate() {
+            let mut buffer = Vec::new();
+            let msg = Msg::Nack {
+                ballot: Default::default(),
+            };
+            auth.frame(
+                Header::new(FrameKind::Protocol, cluster.id, sender, 0),
+                &msg,
+                &mut buffer,
+            )
+            .map_err(|e| e.to_string())?;
+            let key = real[n % real.len()];
+            buffer[30..34].copy_from_slice(&key.to_le_bytes());
+            frames.push(buffer);
+        }
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            let per_tick = (rate / 1000).max(1);
+            while !flag.load(Ordering::Relaxed) {
+                for _ in 0..per_tick {
+                    let frame = &frames[(sent % frames.len() as u64) as usize];
+                    if socket.send_to(frame, target).is_ok() {
+                        sent += 1;
+                    }
+                }
+                // Paced per millisecond: `rate` per second on average.
+                let due = start + Duration::from_secs_f64(sent as f64 / rate.max(1) as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            (sent, start.elapsed().as_secs_f64())
+        });
+        Ok(Flood { stop, thread })
+    }
 }

@@ -18,9 +18,10 @@
 //!    the catch-up.
 
 use clap::Parser;
-use smr::deploy::client::client_runtime;
+use smr::deploy::client::{client_auth, client_runtime};
+use smr::deploy::config::{create_keys, security_section};
 use smr::deploy::status::{ReplicaStatus, StatusAnswer};
-use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions};
+use smr::deploy::{query_status, spawn_replica_thread, Cluster, ReplicaOptions, Want};
 use smr::message::Msg;
 use smr::node::{Node, NodeState};
 use smr::replica::TransferStats;
@@ -128,6 +129,9 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     }
     let data = tempfile::tempdir()?;
     let mut config = format!("cluster = \"bench-transfer-{}\"\n", std::process::id());
+    let keys = data.path().join("keys");
+    create_keys(&keys)?;
+    config.push_str(&security_section(&keys));
     for id in 0..REPLICAS {
         let port = std::net::UdpSocket::bind("127.0.0.1:0")?
             .local_addr()?
@@ -312,10 +316,15 @@ async fn statuses(cluster: &Cluster) -> BTreeMap<Id, ReplicaStatus> {
         return BTreeMap::new();
     };
     let deadline = Instant::now() + Duration::from_secs(1);
+    let Ok(keyring) = cluster.client_keyring(Want::AnyAdmin) else {
+        return BTreeMap::new();
+    };
+    let me = smr::runtime::auth::client_id_of(keyring.own_credential(), FIRST_CLIENT_ID | 0x7a5f);
     let answers: BTreeMap<Id, StatusAnswer> = query_status(
         &socket,
         cluster.id,
-        FIRST_CLIENT_ID | 0x7a5f,
+        &mut client_auth(keyring),
+        me,
         &cluster.members,
         deadline,
     )
@@ -450,10 +459,15 @@ async fn run_client(
     let id = Id::from(ids.fetch_add(1, Ordering::Relaxed) as usize);
     let retry = Duration::from_millis(500);
     let operations = ops.len() + 1;
+    // Credential 0 is the clients': their dense ids carry it.
+    let keyring = cluster
+        .client_keyring(Want::Credential(0))
+        .map_err(|e| e.to_string())?;
     let mut runtime = client_runtime(
         id,
         cluster.id,
         &cluster.members,
+        client_auth(keyring),
         ops,
         retry..retry + retry / 2,
         socket,

@@ -9,15 +9,20 @@
 //! smr --config cluster.toml status
 //! smr --config cluster.toml join 3      # a spare replica joins the configuration
 //! smr --config cluster.toml quit 0      # a member leaves it
+//! smr new-key keys/cluster.key          # a new secret key file (readable by its owner only)
 //! ```
+//!
+//! `smr` signs with the first credential of `[security]` whose key file it can read (an
+//! administrator's for `join`, `quit` and `status`), or the one `--credential` names.
 
 use clap::{Parser, Subcommand};
 use smr::deploy::client::local_bind_address;
+use smr::deploy::client::{client_auth, fresh_client_id};
 use smr::deploy::status::StatusAnswer;
-use smr::deploy::{query_status, run_operations, ClientOptions, Cluster};
+use smr::deploy::{query_status, run_operations, ClientOptions, Cluster, Want};
 use smr::replica::TransferStats;
 use smr::runtime::peers::wire_id;
-use smr::runtime::{SplitMix64, FIRST_CLIENT_ID};
+use smr::runtime::{Key, SplitMix64};
 use spec::{Change, ChangeOutput, KvOp, KvOutput, Operation, Output};
 use stateright::actor::Id;
 use std::path::PathBuf;
@@ -46,6 +51,10 @@ struct Arguments {
     /// Send a request again after this many milliseconds without an answer.
     #[arg(long, default_value_t = 200)]
     retry_ms: u64,
+    /// Sign with this credential of `[security]` (default: the first whose key file this user
+    /// can read; an administrator's for join, quit and status).
+    #[arg(long)]
+    credential: Option<u16>,
     #[command(subcommand)]
     command: Action,
 }
@@ -74,9 +83,15 @@ enum Action {
     Join { id: u64 },
     /// Administrators: removes replica ID from the configuration, through the log.
     Quit { id: u64 },
-    /// Shows each replica's role, ballot, leader, configuration, slots decided and executed,
-    /// latest checkpoint and dropped-datagram counters.
+    /// Administrators: shows each replica's role, ballot, leader, configuration, slots
+    /// decided and executed, latest checkpoint and dropped-datagram counters.
     Status,
+    /// Creates a new secret key in each FILE (which must not exist), readable by its owner
+    /// only, for `[security]` in the configuration file. Needs no configuration.
+    NewKey {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +103,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Action::NewKey { files } = &arguments.command {
+        for file in files {
+            match Key::create_file(file) {
+                Ok(key) => say!("{}: new key {:08x}", file.display(), key.fingerprint()),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
     let cluster = match Cluster::load(&arguments.config) {
         Ok(cluster) => cluster,
         Err(error) => {
@@ -117,8 +144,28 @@ fn main() -> ExitCode {
 async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_millis(arguments.timeout_ms);
     let replica = |id: u64| -> Result<Id, Box<dyn std::error::Error>> { Ok(cluster.member(id)?) };
+    let administrative = matches!(
+        arguments.command,
+        Action::Status | Action::Join { .. } | Action::Quit { .. }
+    );
+    let want = match (arguments.credential, administrative) {
+        (Some(id), _) => Want::Credential(id),
+        (None, true) => Want::AnyAdmin,
+        (None, false) => Want::AnyClient,
+    };
+    let keyring = cluster.client_keyring(want)?;
+    if let smr::runtime::Keyring::Client(credential) = &keyring {
+        if administrative && credential.role != smr::runtime::Role::Admin {
+            return Err(format!(
+                "credential {} is a client's: join, quit and status need an administrator's (role = \"admin\")",
+                credential.id
+            )
+            .into());
+        }
+    }
     let op = match arguments.command {
-        Action::Status => return status(&cluster, deadline).await,
+        Action::NewKey { .. } => unreachable!("handled before the configuration is read"),
+        Action::Status => return status(&cluster, keyring, deadline).await,
         Action::Join { id } => Operation::Reconfigure(Change::Join(replica(id)?)),
         Action::Quit { id } => Operation::Reconfigure(Change::Quit(replica(id)?)),
         Action::Put { key, value } => Operation::Kv(KvOp::Put {
@@ -154,7 +201,7 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
         deadline,
         retry_timeout: retry..retry + retry / 2,
     };
-    let outputs = run_operations(cluster.id, &cluster.members, vec![op], options).await?;
+    let outputs = run_operations(cluster.id, &cluster.members, keyring, vec![op], options).await?;
     for (slot, output) in outputs {
         let output = match output {
             Output::Kv(output) => output,
@@ -205,14 +252,28 @@ async fn run(arguments: Arguments, cluster: Cluster) -> Result<(), Box<dyn std::
     Ok(())
 }
 
-async fn status(cluster: &Cluster, deadline: Instant) -> Result<(), Box<dyn std::error::Error>> {
+async fn status(
+    cluster: &Cluster,
+    keyring: smr::runtime::Keyring,
+    deadline: Instant,
+) -> Result<(), Box<dyn std::error::Error>> {
     let first = *cluster.members.values().next().ok_or("no replicas")?;
     let socket = tokio::net::UdpSocket::bind(local_bind_address(first)).await?;
-    let me = SplitMix64::new(SplitMix64::seed_from_environment()).next_u64() | FIRST_CLIENT_ID;
+    let mut random = SplitMix64::new(SplitMix64::seed_from_environment());
+    let me = wire_id(fresh_client_id(&mut random, keyring.own_credential()));
+    let mut auth = client_auth(keyring);
     // Answers that come in before the deadline, but no need to wait for a replica that is
     // down once the others have answered for a while.
     let deadline = deadline.min(Instant::now() + Duration::from_millis(1500));
-    let answers = query_status(&socket, cluster.id, me, &cluster.members, deadline).await;
+    let answers = query_status(
+        &socket,
+        cluster.id,
+        &mut auth,
+        me,
+        &cluster.members,
+        deadline,
+    )
+    .await;
     say!(
         "cluster {:?} ({} replicas)",
         cluster.name,
@@ -225,7 +286,7 @@ async fn status(cluster: &Cluster, deadline: Instant) -> Result<(), Box<dyn std:
         }
     }
     if answers.is_empty() {
-        return Err("no replica answered".into());
+        return Err("no replica answered (are they running, and do they accept this administrator's key? they count datagrams with an unknown key as unknown-key)".into());
     }
     Ok(())
 }
@@ -289,7 +350,7 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
     }
     let c = &answer.counters;
     say!(
-        "  datagrams received {} sent {}; dropped: malformed {} oversized {} wrong-version {} wrong-cluster {} unknown-sender {} wrong-receiver {}; not sent: oversized {} unroutable {} errors {}",
+        "  datagrams received {} sent {}; dropped: malformed {} oversized {} wrong-version {} wrong-cluster {} unknown-sender {} wrong-receiver {}; failed authentication: unknown-key {} bad-tag {} replayed {} unauthorized {}; not sent: oversized {} unroutable {} errors {}",
         c.received,
         c.sent,
         c.malformed,
@@ -298,6 +359,10 @@ fn print_answer(id: u64, address: std::net::SocketAddr, answer: &StatusAnswer) {
         c.wrong_cluster,
         c.unknown_sender,
         c.wrong_receiver,
+        c.unknown_key,
+        c.bad_tag,
+        c.replayed,
+        c.unauthorized,
         c.oversized_outgoing,
         c.unroutable,
         c.send_errors

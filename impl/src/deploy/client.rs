@@ -5,8 +5,9 @@ use super::node_digest;
 use crate::client::Client;
 use crate::message::{SizeBound, REQUEST_OVERHEAD_BYTES};
 use crate::node::{Node, NodeState};
+use crate::runtime::auth::{boot, client_id_of};
 use crate::runtime::peers::id_of_wire;
-use crate::runtime::{Hooks, Runtime, SplitMix64, FIRST_CLIENT_ID};
+use crate::runtime::{Auth, Hooks, Keyring, Runtime, SplitMix64, FIRST_CLIENT_ID};
 use spec::{Operation, Output, Request, Slot};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
@@ -49,6 +50,8 @@ pub enum ClientError {
         answered: usize,
         operation: usize,
     },
+    /// A replica refused the request: the client's credential may not do it.
+    Refused(String),
     Socket(std::io::Error),
 }
 
@@ -59,7 +62,7 @@ impl std::fmt::Display for ClientError {
                 let addresses: Vec<String> = replicas.iter().map(ToString::to_string).collect();
                 write!(
                     f,
-                    "no answer before the deadline ({answered} operation(s) completed); tried the replicas at {}: are they running, and is a majority of them up?",
+                    "no answer before the deadline ({answered} operation(s) completed); tried the replicas at {}: are they running, is a majority of them up, and do they accept this client's key (the replicas count datagrams with an unknown key in `smr status`)?",
                     addresses.join(", ")
                 )
             }
@@ -75,6 +78,7 @@ impl std::fmt::Display for ClientError {
                 f,
                 "operation {operation} is too large: it takes {bytes} bytes (its key and values and {REQUEST_OVERHEAD_BYTES} bytes of header), above the cluster's limit of {limit} bytes per request ([limits] max_batch_bytes); nothing was sent"
             ),
+            ClientError::Refused(why) => write!(f, "the cluster refused the request: {why}"),
             ClientError::Socket(error) => write!(f, "socket: {error}"),
         }
     }
@@ -82,10 +86,18 @@ impl std::fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// A fresh client id: random, at or above [`FIRST_CLIENT_ID`], so that it never names a
-/// replica and two client processes practically never share one.
-pub fn fresh_client_id(random: &mut SplitMix64) -> Id {
-    id_of_wire(random.next_u64() | FIRST_CLIENT_ID)
+/// A fresh client id of credential `credential`: random, at or above [`FIRST_CLIENT_ID`], so
+/// that it never names a replica and two client processes practically never share one.
+pub fn fresh_client_id(random: &mut SplitMix64, credential: u16) -> Id {
+    id_of_wire(client_id_of(
+        credential,
+        random.next_u64() | FIRST_CLIENT_ID,
+    ))
+}
+
+/// The signer of a client process that holds `keyring`.
+pub fn client_auth(keyring: Keyring) -> Auth {
+    Auth::new(keyring, boot::clock_boot())
 }
 
 /// A local address from which `remote` can be reached: loopback for loopback replicas.
@@ -112,13 +124,16 @@ impl Hooks<Node> for UntilDone {
     }
 }
 
-/// A client actor for `ops`, as a runtime on `socket`. The actor tries the replicas in id
-/// order, and the replicas forward to the leader. It opens its session first: request number 1
-/// is the opening, and `ops` are numbered from 2.
+/// A client actor for `ops`, as a runtime on `socket`, signing with `auth` (whose credential
+/// `id` must carry). The actor tries the replicas in id order, and the replicas forward to the
+/// leader. It opens its session first: request number 1 is the opening, and `ops` are
+/// numbered from 2.
+#[allow(clippy::too_many_arguments)]
 pub fn client_runtime(
     id: Id,
     cluster: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
+    auth: Auth,
     ops: Vec<Operation>,
     retry_timeout: Range<Duration>,
     socket: Arc<UdpSocket>,
@@ -132,7 +147,7 @@ pub fn client_runtime(
         delay_start: false,
         bug: None,
     };
-    runtime_for(client, id, cluster, replicas, socket, seed)
+    runtime_for(client, id, cluster, replicas, auth, socket, seed)
 }
 
 /// The runtime for a given client actor, stopping once it has every answer. `replicas` gives
@@ -142,6 +157,7 @@ pub fn runtime_for(
     id: Id,
     cluster: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
+    auth: Auth,
     socket: Arc<UdpSocket>,
     seed: u64,
 ) -> Runtime<Node> {
@@ -152,6 +168,7 @@ pub fn runtime_for(
         cluster,
         socket,
         replicas.clone(),
+        auth,
         node_digest,
         seed,
     )
@@ -172,12 +189,13 @@ pub fn operation_answers(state: Option<&NodeState>) -> Vec<(Slot, Output)> {
         .collect()
 }
 
-/// Runs `ops` in order as one fresh client and returns each answer with its slot (not the
-/// answer to opening the session). An operation larger than the cluster accepts is refused
-/// before anything is sent.
+/// Runs `ops` in order as one fresh client holding `keyring` and returns each answer with its
+/// slot (not the answer to opening the session). An operation larger than the cluster accepts
+/// is refused before anything is sent.
 pub async fn run_operations(
     cluster: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
+    keyring: Keyring,
     ops: Vec<Operation>,
     options: ClientOptions,
 ) -> Result<Vec<(Slot, Output)>, ClientError> {
@@ -205,12 +223,13 @@ pub async fn run_operations(
         .await
         .map_err(ClientError::Socket)?;
     let mut random = SplitMix64::new(SplitMix64::seed_from_environment());
-    let id = fresh_client_id(&mut random);
+    let id = fresh_client_id(&mut random, keyring.own_credential());
     let operations = ops.len();
     let runtime = client_runtime(
         id,
         cluster,
         replicas,
+        client_auth(keyring),
         ops,
         options.retry_timeout,
         Arc::new(socket),
@@ -228,6 +247,9 @@ pub async fn run_operations(
                 ClientError::Socket(std::io::Error::other(error))
             }
         })?;
+    if let Some(why) = stopped.refused {
+        return Err(ClientError::Refused(why));
+    }
     let opened = stopped
         .state
         .as_ref()

@@ -22,14 +22,26 @@
 //! checkpoint_interval = 128    # slots between checkpoints; DEPLOYED_CHECKPOINT_INTERVAL
 //! max_sessions = 16384         # client sessions kept; the least recently used is retired
 //! transfer_window = 4          # snapshot chunks (32 KiB each) a state transfer keeps in flight
+//!
+//! [security]                   # required (docs/DEPLOY.md, "Securing a cluster")
+//! cluster_keys = ["keys/cluster.key"]  # replicas only; the first signs, all are accepted
+//!
+//! [[security.credential]]      # who may use the cluster: clients' ids carry its number
+//! id = 1
+//! role = "admin"               # "admin" (also join, quit, status) or "client"
+//! keys = ["keys/admin.key"]    # replicas accept each; a client signs with the first
 //! ```
+//!
+//! Key files are named relative to the configuration file. `[security] insecure = true`
+//! instead turns authentication off, for local experiments only.
 
 use crate::replica::{Limits, ReplicaConfig};
+use crate::runtime::auth::{keys, Credential, Key, Keyring, Role};
 use serde::Deserialize;
 use stateright::actor::Id;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The leader's Phase 2 window for deployed clusters, unless `[limits] window` says otherwise.
@@ -75,6 +87,26 @@ struct File {
     timing: Timing,
     #[serde(default)]
     limits: LimitsFile,
+    security: Option<SecurityFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityFile {
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    cluster_keys: Vec<PathBuf>,
+    #[serde(default)]
+    credential: Vec<CredentialFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialFile {
+    id: u16,
+    role: String,
+    keys: Vec<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -119,19 +151,55 @@ pub struct Cluster {
     pub spares: Vec<Id>,
     /// The protocol configuration every replica of the cluster uses.
     pub replica: ReplicaConfig,
+    /// Who may speak for the cluster: the key files, not the keys (each process reads only
+    /// those it needs).
+    pub security: Security,
+}
+
+/// The `[security]` section, with key files resolved against the configuration's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// No authentication: anyone who can reach a replica can do anything. For local
+    /// experiments only.
+    Insecure,
+    Keys {
+        /// The first signs; all are accepted.
+        cluster_keys: Vec<PathBuf>,
+        /// By number: the role and the key files (the first signs; all are accepted).
+        credentials: BTreeMap<u16, (Role, Vec<PathBuf>)>,
+    },
+}
+
+/// Which credential a client process uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// This one.
+    Credential(u16),
+    /// The first whose key this process can read: a client's before an administrator's.
+    AnyClient,
+    /// The first administrator's whose key this process can read.
+    AnyAdmin,
 }
 
 impl Cluster {
-    /// Reads and checks a configuration file.
+    /// Reads and checks a configuration file; key files are relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text)
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_in(&text, base)
             .map_err(|ConfigError(what)| ConfigError(format!("{}: {what}", path.display())))
     }
 
-    /// Parses and checks the text of a configuration file.
+    /// Parses and checks the text of a configuration file; key files are relative to the
+    /// current directory.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_in(text, Path::new(""))
+    }
+
+    /// Parses and checks the text of a configuration file whose key files are relative to
+    /// `base`.
+    pub fn parse_in(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let file: File = toml::from_str(text)
             .map_err(|e| ConfigError(format!("not a valid configuration: {e}")))?;
         if file.cluster.trim().is_empty() {
@@ -198,13 +266,111 @@ impl Cluster {
         if let Some(interval) = file.limits.checkpoint_interval {
             replica.checkpoint_interval = Some(interval);
         }
+        let security = parse_security(file.security, base)?;
         Ok(Cluster {
             id: spec::digest_of(file.cluster.as_str()),
             name: file.cluster,
             members,
             spares,
             replica,
+            security,
         })
+    }
+
+    /// Every key a replica holds: the cluster keys and every credential's. A missing,
+    /// unreadable or world-readable key file is an error that names it.
+    pub fn replica_keyring(&self) -> Result<Keyring, ConfigError> {
+        let Security::Keys {
+            cluster_keys,
+            credentials,
+        } = &self.security
+        else {
+            return Ok(Keyring::Insecure);
+        };
+        let cluster = keys::load_all(cluster_keys).map_err(|e| ConfigError(e.0))?;
+        let mut loaded = BTreeMap::new();
+        for (id, (role, files)) in credentials {
+            let keys =
+                keys::load_all(files).map_err(|e| ConfigError(format!("credential {id}: {e}")))?;
+            loaded.insert(
+                *id,
+                Credential {
+                    id: *id,
+                    role: *role,
+                    keys,
+                },
+            );
+        }
+        Ok(Keyring::Replica {
+            cluster,
+            credentials: loaded,
+        })
+    }
+
+    /// The credential a client process signs with, as `want` says: its first key file must be
+    /// readable by this process (and by no one else).
+    pub fn client_keyring(&self, want: Want) -> Result<Keyring, ConfigError> {
+        let Security::Keys { credentials, .. } = &self.security else {
+            return Ok(Keyring::Insecure);
+        };
+        let candidates: Vec<u16> = match want {
+            Want::Credential(id) => {
+                if !credentials.contains_key(&id) {
+                    let known: Vec<String> = credentials.keys().map(u16::to_string).collect();
+                    return Err(ConfigError(format!(
+                        "credential {id} is not in the configuration (its credentials are {})",
+                        known.join(", ")
+                    )));
+                }
+                vec![id]
+            }
+            Want::AnyClient => {
+                let by_role = |wanted: Role| {
+                    credentials
+                        .iter()
+                        .filter(move |(_, (role, _))| *role == wanted)
+                        .map(|(id, _)| *id)
+                };
+                by_role(Role::Client).chain(by_role(Role::Admin)).collect()
+            }
+            Want::AnyAdmin => credentials
+                .iter()
+                .filter(|(_, (role, _))| *role == Role::Admin)
+                .map(|(id, _)| *id)
+                .collect(),
+        };
+        let mut failures = Vec::new();
+        for id in candidates {
+            let (role, files) = &credentials[&id];
+            match files.first().map(|file| Key::load(file)) {
+                Some(Ok(key)) => {
+                    return Ok(Keyring::Client(Credential {
+                        id,
+                        role: *role,
+                        keys: vec![key],
+                    }))
+                }
+                // A file this user cannot read may be meant for another; one it can read
+                // but that is unsafe or no key is a mistake, reported rather than skipped.
+                Some(Err(error)) if error.1 == keys::KeyProblem::Unsafe => {
+                    return Err(ConfigError(format!("credential {id}: {error}")));
+                }
+                Some(Err(error)) => failures.push(format!("credential {id}: {error}")),
+                None => failures.push(format!("credential {id} has no key file")),
+            }
+        }
+        let what = match want {
+            Want::AnyAdmin => "an administrator's credential (role = \"admin\")",
+            _ => "a credential",
+        };
+        Err(ConfigError(if failures.is_empty() {
+            format!("this command needs {what}, and the configuration has none")
+        } else {
+            format!(
+                "this command needs {what} whose key file this user can read: {}",
+                failures.join("; ")
+            )
+        }))
     }
 
     /// Checks that `id` is a member and returns it as an [`Id`].
@@ -225,6 +391,63 @@ impl Cluster {
             ))
         })
     }
+}
+
+fn parse_security(file: Option<SecurityFile>, base: &Path) -> Result<Security, ConfigError> {
+    let Some(file) = file else {
+        return Err(ConfigError(
+            "no [security] section: every datagram of a cluster is authenticated. Create keys with `smr new-key FILE` and name them in [security] (docs/DEPLOY.md, \"Securing a cluster\"); or, for local experiments only, write `[security]` and `insecure = true`".into(),
+        ));
+    };
+    if file.insecure {
+        if !file.cluster_keys.is_empty() || !file.credential.is_empty() {
+            return Err(ConfigError(
+                "[security] insecure = true turns authentication off, but keys are named too: remove one or the other".into(),
+            ));
+        }
+        return Ok(Security::Insecure);
+    }
+    if file.cluster_keys.is_empty() {
+        return Err(ConfigError(
+            "[security] cluster_keys names no key file: replicas sign with the first (make one with `smr new-key FILE`), or write `insecure = true` for local experiments only".into(),
+        ));
+    }
+    if file.credential.is_empty() {
+        return Err(ConfigError(
+            "[security] has no [[security.credential]]: no client could use the cluster".into(),
+        ));
+    }
+    let resolve = |path: &PathBuf| base.join(path);
+    let mut credentials = BTreeMap::new();
+    for credential in &file.credential {
+        let role = match credential.role.as_str() {
+            "client" => Role::Client,
+            "admin" => Role::Admin,
+            other => {
+                return Err(ConfigError(format!(
+                    "credential {}: role {other:?} is neither \"client\" nor \"admin\"",
+                    credential.id
+                )))
+            }
+        };
+        if credential.keys.is_empty() {
+            return Err(ConfigError(format!(
+                "credential {} names no key file",
+                credential.id
+            )));
+        }
+        let keys = credential.keys.iter().map(resolve).collect();
+        if credentials.insert(credential.id, (role, keys)).is_some() {
+            return Err(ConfigError(format!(
+                "credential {} appears twice",
+                credential.id
+            )));
+        }
+    }
+    Ok(Security::Keys {
+        cluster_keys: file.cluster_keys.iter().map(resolve).collect(),
+        credentials,
+    })
 }
 
 fn apply_timing(timing: &Timing, config: &mut ReplicaConfig) -> Result<(), ConfigError> {
@@ -315,9 +538,33 @@ fn apply_limits(file: &LimitsFile, limits: &mut Limits) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// Writes a configuration file for `n` replicas on consecutive loopback ports from `port`.
+/// The `[security]` section of a cluster whose keys `create_keys` made in `dir`.
+pub fn security_section(dir: &Path) -> String {
+    let quoted = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+    format!(
+        "[security]\ncluster_keys = [{}]\n\n[[security.credential]]\nid = 0\nrole = \"client\"\nkeys = [{}]\n\n[[security.credential]]\nid = 1\nrole = \"admin\"\nkeys = [{}]\n",
+        quoted("cluster.key"),
+        quoted("client.key"),
+        quoted("admin.key")
+    )
+}
+
+/// Creates a cluster key, a client credential's key (credential 0) and an administrator's
+/// (credential 1) in `dir`, as [`security_section`] names them: for harnesses that run a
+/// whole cluster (the benchmarks, the tests).
+pub fn create_keys(dir: &Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ConfigError(format!("cannot create {}: {e}", dir.display())))?;
+    for name in ["cluster.key", "client.key", "admin.key"] {
+        Key::create_file(&dir.join(name)).map_err(|e| ConfigError(e.0))?;
+    }
+    Ok(())
+}
+
+/// Writes a configuration file for `n` replicas on consecutive loopback ports from `port`,
+/// without authentication (insecure mode: for tests of other things).
 pub fn loopback_config(name: &str, n: usize, port: u16) -> String {
-    let mut text = format!("cluster = {name:?}\n");
+    let mut text = format!("cluster = {name:?}\n[security]\ninsecure = true\n");
     for id in 0..n {
         text.push_str(&format!(
             "\n[[replica]]\nid = {id}\naddress = \"127.0.0.1:{}\"\n",
@@ -382,6 +629,79 @@ mod tests {
                 .limits
                 .max_sessions,
             8
+        );
+    }
+
+    #[test]
+    fn security_is_required_and_keyrings_say_which_file_is_wrong() {
+        let replicas = "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n";
+        assert!(error(replicas).contains("no [security] section"));
+        let both = format!("{replicas}[security]\ninsecure = true\ncluster_keys = [\"k\"]\n");
+        assert!(error(&both).contains("remove one or the other"));
+        let insecure = Cluster::parse(&format!("{replicas}[security]\ninsecure = true\n")).unwrap();
+        assert_eq!(insecure.replica_keyring().unwrap(), Keyring::Insecure);
+
+        let dir = tempfile::tempdir().unwrap();
+        create_keys(dir.path()).unwrap();
+        let cluster =
+            Cluster::parse(&format!("{replicas}{}", security_section(dir.path()))).unwrap();
+        let Keyring::Replica {
+            cluster: keys,
+            credentials,
+        } = cluster.replica_keyring().unwrap()
+        else {
+            panic!("a replica's keyring");
+        };
+        assert_eq!((keys.len(), credentials.len()), (1, 2));
+        // A client's credential before an administrator's; an administrator's when asked.
+        assert_eq!(
+            cluster
+                .client_keyring(Want::AnyClient)
+                .unwrap()
+                .own_credential(),
+            0
+        );
+        assert_eq!(
+            cluster
+                .client_keyring(Want::AnyAdmin)
+                .unwrap()
+                .own_credential(),
+            1
+        );
+        assert!(cluster
+            .client_keyring(Want::Credential(7))
+            .unwrap_err()
+            .0
+            .contains("credential 7 is not in the configuration"));
+        // The client's key missing (held by another user): the administrator's is used.
+        std::fs::rename(dir.path().join("client.key"), dir.path().join("elsewhere")).unwrap();
+        assert_eq!(
+            cluster
+                .client_keyring(Want::AnyClient)
+                .unwrap()
+                .own_credential(),
+            1
+        );
+        assert!(cluster
+            .replica_keyring()
+            .unwrap_err()
+            .0
+            .contains("client.key"));
+        // ... but readable by others: an error, not a silent fallback.
+        std::fs::rename(dir.path().join("elsewhere"), dir.path().join("client.key")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let open = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(dir.path().join("client.key"), open).unwrap();
+            let why = cluster.client_keyring(Want::AnyClient).unwrap_err().0;
+            assert!(why.contains("chmod 600"), "{why}");
+        }
+        std::fs::remove_file(dir.path().join("admin.key")).unwrap();
+        let why = cluster.client_keyring(Want::AnyAdmin).unwrap_err().0;
+        assert!(
+            why.contains("administrator") && why.contains("admin.key"),
+            "{why}"
         );
     }
 }

@@ -16,8 +16,8 @@ pub mod status;
 mod stepping;
 
 pub use client::{run_operations, ClientError, ClientOptions};
-pub use config::{Cluster, ConfigError};
-pub use replica::{spawn_replica_thread, start_replica, ReplicaOptions};
+pub use config::{Cluster, ConfigError, Security, Want};
+pub use replica::{spawn_replica_thread, start_replica, ReplicaOptions, StartError};
 pub use status::{query_status, ReplicaStatus};
 
 use crate::node::NodeState;

@@ -1,14 +1,17 @@
 //! A replica on the runtime: the protocol's replica actor, its socket, its data directory.
 
-use super::config::Cluster;
+use super::config::{Cluster, ConfigError};
 use super::node_digest;
 use super::status::encode_replica_status;
+use crate::message::Msg;
 use crate::node::Node;
 use crate::replica::Replica;
 use crate::replica::Storage;
+use crate::runtime::auth::boot;
+use crate::runtime::event_loop::ClientAccess;
 use crate::runtime::peers::wire_id;
 use crate::runtime::{
-    DurableStore, Genesis, Identity, NetworkFaults, OpenMode, Opened, Partition, Runtime,
+    Auth, DurableStore, Genesis, Identity, NetworkFaults, OpenMode, Opened, Partition, Runtime,
     RuntimeBug, StorageError, SyncPolicy,
 };
 use crate::trace::SharedSink;
@@ -50,18 +53,65 @@ impl Default for ReplicaOptions {
     }
 }
 
+/// Why a replica could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The data directory (see [`StorageError`]).
+    Storage(StorageError),
+    /// A key file named in `[security]`.
+    Keys(ConfigError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Storage(error) => write!(f, "{error}"),
+            StartError::Keys(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StorageError> for StartError {
+    fn from(error: StorageError) -> Self {
+        StartError::Storage(error)
+    }
+}
+
+/// What a client may send a replica: only its own requests, and a configuration change only
+/// with an administrator's credential. (The actor ignores a replica's messages from a client
+/// anyway; refusing them here makes the attempt visible in `status`.)
+pub fn client_rule(client: u64, msg: &Msg) -> ClientAccess {
+    match msg {
+        Msg::Request(request) if wire_id(request.client) != client => {
+            ClientAccess::Refused("a request in another client's name")
+        }
+        Msg::Request(request) if matches!(request.op, spec::Operation::Reconfigure(_)) => {
+            ClientAccess::Admin
+        }
+        Msg::Request(_) => ClientAccess::Anyone,
+        _ => ClientAccess::Refused("a replica's message from a client"),
+    }
+}
+
 /// Opens replica `id`'s data directory and prepares its runtime on `socket` (bound to the
 /// replica's configured address). The actor starts, or recovers from what the directory
 /// holds, or rebuilds lost storage, when the runtime runs. Fails if the directory is missing,
 /// empty or damaged (unless `options.mode` says to create or recover it), belongs to another
-/// replica or cluster, disagrees with the cluster's first configuration, or is in use.
+/// replica or cluster, disagrees with the cluster's first configuration, or is in use; or if
+/// a key file of `[security]` is missing, unreadable or readable by others.
 pub fn start_replica(
     cluster: &Cluster,
     id: Id,
     data_dir: &Path,
     socket: Arc<UdpSocket>,
     options: ReplicaOptions,
-) -> Result<Runtime<Node>, StorageError> {
+) -> Result<Runtime<Node>, StartError> {
+    let keyring = cluster.replica_keyring().map_err(StartError::Keys)?;
+    if keyring == crate::runtime::Keyring::Insecure {
+        tracing::warn!("INSECURE MODE ([security] insecure = true): datagrams are neither signed nor checked, and anyone who can reach this replica can write, read its status, or change the configuration; for local experiments only");
+    }
     let identity = Identity {
         cluster: cluster.id,
         replica: wire_id(id),
@@ -110,6 +160,11 @@ pub fn start_replica(
     if RuntimeBug::active(options.bug, RuntimeBug::StaleRestart) && loaded.is_some() {
         loaded = DurableStore::<Storage>::snapshot_only(data_dir)?;
     }
+    let boot = boot::next_boot(data_dir).map_err(|what| StorageError {
+        path: data_dir.join(boot::BOOT_FILE),
+        offset: None,
+        what,
+    })?;
     let actor = Node::Replica(Replica::new(cluster.replica.clone()));
     let seed = options.seed ^ wire_id(id);
     let mut runtime = Runtime::new(
@@ -118,9 +173,11 @@ pub fn start_replica(
         cluster.id,
         socket,
         cluster.members.clone(),
+        Auth::new(keyring, boot),
         node_digest,
         seed,
     )
+    .with_client_rule(Box::new(client_rule))
     .with_store(store, loaded)
     .with_inline_commit(options.inline_commit)
     .with_status(Box::new(encode_replica_status))

@@ -6,7 +6,7 @@ use crate::codec::{self, FrameKind, Header, StatusRequest};
 use crate::node::NodeState;
 use crate::replica::{Role, TransferStats};
 use crate::runtime::peers::wire_id;
-use crate::runtime::{Counters, StatusReply};
+use crate::runtime::{Auth, Counters, StatusReply};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::BTreeMap;
@@ -140,6 +140,7 @@ pub struct StatusAnswer {
 pub async fn query_status(
     socket: &UdpSocket,
     cluster: u64,
+    auth: &mut Auth,
     me: u64,
     replicas: &BTreeMap<Id, SocketAddr>,
     deadline: Instant,
@@ -150,13 +151,11 @@ pub async fn query_status(
     let mut frame = Vec::new();
     while answers.len() < replicas.len() && Instant::now() < deadline {
         for (id, address) in replicas.iter().filter(|(id, _)| !answers.contains_key(*id)) {
-            let header = Header {
-                kind: FrameKind::StatusRequest,
-                cluster,
-                sender: me,
-                receiver: wire_id(*id),
-            };
-            if codec::encode(&header, &StatusRequest { nonce }, &mut frame).is_ok() {
+            let header = Header::new(FrameKind::StatusRequest, cluster, me, wire_id(*id));
+            if auth
+                .frame(header, &StatusRequest { nonce }, &mut frame)
+                .is_ok()
+            {
                 let _ = socket.send_to(&frame, address).await;
             }
         }
@@ -175,6 +174,7 @@ pub async fn query_status(
             if header.kind != FrameKind::StatusReply
                 || header.receiver != me
                 || replicas.get(&sender) != Some(&from)
+                || auth.verify(&header, datagram).is_err()
             {
                 continue;
             }

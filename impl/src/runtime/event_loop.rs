@@ -12,8 +12,9 @@
 //! systems", 1984): one fsync covers many steps, which is what lets a leader with many clients
 //! batch.
 
+use super::auth::{Auth, Proven, Refused};
 use super::core::{Core, DigestFn, Input, StepObserver, Stepper};
-use super::counters::Counters;
+use super::counters::{Counters, RateLimited};
 use super::faults::{Fate, Faults, NetworkFaults, Partition, MAX_DELAYED_DATAGRAMS};
 use super::peers::{wire_id, AddressBook, Admitted, SenderRejected};
 use super::random::SplitMix64;
@@ -22,7 +23,8 @@ use super::storage::{DurableStore, StorageError};
 use super::timers::Timers;
 use super::StatusReply;
 use crate::codec::{
-    self, ClientAddress, DecodeError, FrameKind, Header, StatusRequest, MAX_DATAGRAM_BYTES,
+    self, ClientAddress, DecodeError, EncodeError, FrameKind, Header, Refusal, StatusRequest,
+    MAX_DATAGRAM_BYTES,
 };
 use crate::replica::Durable;
 use serde::{de::DeserializeOwned, Serialize};
@@ -41,6 +43,24 @@ pub const MAX_GROUP_DATAGRAMS: usize = 512;
 
 /// Describes the actor's state for a status request (encoded as the caller likes).
 pub type StatusFn<A> = Box<dyn Fn(&<A as Actor>::State) -> Vec<u8> + Send>;
+
+/// What a client may send, by message: the caller's rule, since the runtime knows nothing of
+/// the protocol. Given the client's wire id and its message.
+pub type ClientRule<A> = Box<dyn Fn(u64, &<A as Actor>::Msg) -> ClientAccess + Send>;
+
+/// What a [`ClientRule`] says of a message from a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAccess {
+    /// Any client may send it.
+    Anyone,
+    /// Only an administrator's credential may (for example a configuration change).
+    Admin,
+    /// No client may (for example a replica's message, or a request in another's name).
+    Refused(&'static str),
+}
+
+/// How often the runtime logs dropped datagrams of one kind, at most.
+const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Lets the code that runs an actor watch it and shape its inputs. Both methods have no-op
 /// defaults.
@@ -93,6 +113,9 @@ pub struct Stopped<A: Actor> {
     /// The actor's last state (`None` only if it never started).
     pub state: Option<A::State>,
     pub counters: Counters,
+    /// Why a replica refused this runtime's requests, if one said so (a client whose
+    /// credential may not do what it asked): the runtime stops at the first refusal.
+    pub refused: Option<String>,
 }
 
 /// The outputs of the steps since the last commit started.
@@ -169,6 +192,12 @@ where
     bug: Option<RuntimeBug>,
     /// Protocol datagrams received (for the corrupt-delivery bug's schedule).
     protocol_datagrams: u64,
+    auth: Auth,
+    client_rule: Option<ClientRule<A>>,
+    /// Rate limits the log of datagrams that fail authentication or authorization.
+    drop_log: RateLimited,
+    /// A replica's refusal of this runtime's request (see [`Stopped::refused`]).
+    refused: Option<String>,
 }
 
 impl<A> Runtime<A>
@@ -181,14 +210,16 @@ where
     A::Random: Send,
 {
     /// A runtime for `actor` as `id` of `cluster`, on `socket`, knowing the replicas at
-    /// `replicas`. Without a store the actor runs volatile: for actors that save nothing,
-    /// like clients.
+    /// `replicas`, signing and checking datagrams with `auth`. Without a store the actor runs
+    /// volatile: for actors that save nothing, like clients.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         actor: A,
         id: Id,
         cluster: u64,
         socket: Arc<UdpSocket>,
         replicas: BTreeMap<Id, SocketAddr>,
+        auth: Auth,
         digest: DigestFn<A>,
         seed: u64,
     ) -> Self {
@@ -209,7 +240,18 @@ where
             delayed: Vec::new(),
             bug: None,
             protocol_datagrams: 0,
+            auth,
+            client_rule: None,
+            drop_log: RateLimited::new(DROP_LOG_INTERVAL),
+            refused: None,
         }
+    }
+
+    /// Checks every message from a client with `rule` (without one, clients may send
+    /// anything).
+    pub fn with_client_rule(mut self, rule: ClientRule<A>) -> Self {
+        self.client_rule = Some(rule);
+        self
     }
 
     /// Injects `faults` into this runtime's outgoing protocol datagrams (seeded by `seed`),
@@ -360,6 +402,7 @@ where
                     }
                 }
             }
+            stopping |= self.refused.is_some();
             if stopping && in_flight.is_none() && staged.is_empty() {
                 break;
             }
@@ -430,6 +473,7 @@ where
         Ok(Stopped {
             state: self.core.into_state(),
             counters: self.counters,
+            refused: self.refused,
         })
     }
 
@@ -527,13 +571,26 @@ where
             self.counters.wrong_receiver += 1;
             return;
         }
+        // Authenticity before anything learns from the datagram: a forged one must not move a
+        // client's address or take a replay window's place.
+        let proven = match self.auth.verify(&header, datagram) {
+            Ok(proven) => proven,
+            Err(refused) => {
+                match refused {
+                    Refused::UnknownKey => self.counters.unknown_key += 1,
+                    Refused::BadTag => self.counters.bad_tag += 1,
+                    Refused::Replayed(_) => self.counters.replayed += 1,
+                }
+                return self.log_drop(from, header.sender, &format!("{refused:?}"));
+            }
+        };
         let admitted = match self.book.admit(header.sender, from) {
             Ok(admitted) => admitted,
             Err(rejected) => {
                 self.counters.unknown_sender += 1;
                 tracing::debug!(%from, sender = header.sender, ?rejected, "dropped datagram");
                 if rejected == SenderRejected::WrongAddress {
-                    tracing::warn!(%from, sender = header.sender, "a datagram claims a replica id from another address");
+                    self.log_drop(from, header.sender, "a replica id from another address");
                 }
                 return;
             }
@@ -562,6 +619,11 @@ where
         match header.kind {
             FrameKind::Protocol => match codec::decode_body::<A::Msg>(datagram) {
                 Ok(msg) => {
+                    if let Admitted::Client { .. } = admitted {
+                        if let Err(why) = self.authorize(header.sender, proven, &msg) {
+                            return self.refuse(header, from, why);
+                        }
+                    }
                     self.counters.received += 1;
                     let arrival = Instant::now();
                     match self.hooks.hold_until(src, &msg, arrival) {
@@ -572,6 +634,11 @@ where
                 Err(error) => self.count_drop(&error, from),
             },
             FrameKind::StatusRequest => match codec::decode_body::<StatusRequest>(datagram) {
+                Ok(_) if !proven.is_admin() => self.refuse(
+                    header,
+                    from,
+                    "a replica's status is for administrators: use an administrator's credential",
+                ),
                 Ok(request) => self.answer_status(request, header, from),
                 Err(error) => self.count_drop(&error, from),
             },
@@ -579,14 +646,67 @@ where
                 // Only a replica vouches for where a client is.
                 Ok(shared) if matches!(admitted, Admitted::Replica(_)) => {
                     self.book.learn_client(shared.client, shared.address);
+                    self.auth.learn_client_key(shared.client, shared.key);
                 }
                 Ok(_) => self.counters.unknown_sender += 1,
+                Err(error) => self.count_drop(&error, from),
+            },
+            // Only a replica refuses, and only to a client.
+            FrameKind::Refusal => match codec::decode_body::<Refusal>(datagram) {
+                Ok(refusal) if proven == Proven::Replica || proven == Proven::Unchecked => {
+                    tracing::error!(%from, reason = %refusal.reason, "the cluster refused this request");
+                    self.refused = Some(refusal.reason);
+                }
+                Ok(_) => self.counters.unauthorized += 1,
                 Err(error) => self.count_drop(&error, from),
             },
             FrameKind::StatusReply => self.count_drop(
                 &DecodeError::Malformed("unexpected status reply".into()),
                 from,
             ),
+        }
+    }
+
+    /// Whether a client proven to be `proven` may send `msg`.
+    fn authorize(&self, client: u64, proven: Proven, msg: &A::Msg) -> Result<(), &'static str> {
+        match self.client_rule.as_ref().map(|rule| rule(client, msg)) {
+            None | Some(ClientAccess::Anyone) => Ok(()),
+            Some(ClientAccess::Admin) if proven.is_admin() => Ok(()),
+            Some(ClientAccess::Admin) => Err(
+                "changing the configuration is for administrators: use an administrator's credential",
+            ),
+            Some(ClientAccess::Refused(why)) => Err(why),
+        }
+    }
+
+    /// Drops an authentic datagram that asks for what its sender may not do, and tells the
+    /// sender why (signed, so that it knows the refusal is the cluster's).
+    fn refuse(&mut self, header: Header, from: SocketAddr, why: &'static str) {
+        self.counters.unauthorized += 1;
+        self.log_drop(from, header.sender, why);
+        let reply = Header::new(
+            FrameKind::Refusal,
+            self.cluster,
+            wire_id(self.core.id()),
+            header.sender,
+        );
+        let mut buffer = Vec::new();
+        let body = Refusal {
+            reason: why.to_string(),
+        };
+        if self.auth.frame(reply, &body, &mut buffer).is_ok()
+            && self.socket.try_send_to(&buffer, from).is_err()
+        {
+            self.counters.send_errors += 1;
+        }
+    }
+
+    /// Logs a dropped datagram at warning level, at most once per [`DROP_LOG_INTERVAL`].
+    fn log_drop(&mut self, from: SocketAddr, sender: u64, why: &str) {
+        if let Some(unlogged) = self.drop_log.allow(Instant::now()) {
+            tracing::warn!(%from, sender, why, unlogged, "dropped a datagram that failed authentication or authorization (counted in status; further drops are logged at most every 10 s)");
+        } else {
+            tracing::debug!(%from, sender, why, "dropped datagram");
         }
     }
 
@@ -606,15 +726,20 @@ where
             .filter(|(id, _)| **id != me)
             .map(|(id, address)| (*id, *address))
             .collect();
+        let key = self.auth.client_key(client);
         for (id, replica) in others {
-            let header = Header {
-                kind: FrameKind::ClientAddress,
-                cluster: self.cluster,
-                sender: wire_id(me),
-                receiver: wire_id(id),
+            let header = Header::new(
+                FrameKind::ClientAddress,
+                self.cluster,
+                wire_id(me),
+                wire_id(id),
+            );
+            let body = ClientAddress {
+                client,
+                address,
+                key,
             };
-            let body = ClientAddress { client, address };
-            if codec::encode(&header, &body, &mut buffer).is_ok()
+            if self.auth.frame(header, &body, &mut buffer).is_ok()
                 && self.socket.try_send_to(&buffer, replica).is_err()
             {
                 self.counters.send_errors += 1;
@@ -643,14 +768,14 @@ where
             counters: self.counters.clone(),
             node,
         };
-        let reply_header = Header {
-            kind: FrameKind::StatusReply,
-            cluster: self.cluster,
-            sender: wire_id(self.core.id()),
-            receiver: header.sender,
-        };
+        let reply_header = Header::new(
+            FrameKind::StatusReply,
+            self.cluster,
+            wire_id(self.core.id()),
+            header.sender,
+        );
         let mut buffer = Vec::new();
-        match codec::encode(&reply_header, &reply, &mut buffer) {
+        match self.auth.frame(reply_header, &reply, &mut buffer) {
             // Best effort: the operator asks again if the reply is lost.
             Ok(()) => {
                 if self.socket.try_send_to(&buffer, from).is_err() {
@@ -685,16 +810,19 @@ where
                 tracing::debug!(?dst, "no address for the receiver; message dropped");
                 continue;
             };
-            let header = Header {
-                kind: FrameKind::Protocol,
-                cluster: self.cluster,
-                sender,
-                receiver: wire_id(dst),
-            };
-            if let Err(error) = codec::encode(&header, &msg, buffer) {
-                self.counters.oversized_outgoing += 1;
-                tracing::error!(?dst, %error, "message not sent");
-                continue;
+            let header = Header::new(FrameKind::Protocol, self.cluster, sender, wire_id(dst));
+            match self.auth.frame(header, &msg, buffer) {
+                Ok(()) => {}
+                Err(error @ EncodeError::NoKey(_)) => {
+                    self.counters.unroutable += 1;
+                    tracing::debug!(?dst, %error, "message not sent");
+                    continue;
+                }
+                Err(error) => {
+                    self.counters.oversized_outgoing += 1;
+                    tracing::error!(?dst, %error, "message not sent");
+                    continue;
+                }
             }
             let fate = match self.faults.as_mut() {
                 Some(faults) => faults.fate(wire_id(dst)),
@@ -718,13 +846,13 @@ where
     }
 }
 
-/// The corrupt-delivery bug: every 16th protocol datagram gets its last byte changed.
+/// The corrupt-delivery bug: every 16th protocol datagram gets the last byte of its body
+/// changed after its tag was checked (a bug in the runtime, not an attack on the wire).
 fn corrupt(datagram: &[u8], count: u64) -> Vec<u8> {
     let mut altered = datagram.to_vec();
-    if count % 16 == 0 && altered.len() > codec::HEADER_BYTES {
-        if let Some(last) = altered.last_mut() {
-            *last = last.wrapping_add(1);
-        }
+    let body_end = altered.len().saturating_sub(codec::TAG_BYTES);
+    if count % 16 == 0 && body_end > codec::HEADER_BYTES {
+        altered[body_end - 1] = altered[body_end - 1].wrapping_add(1);
     }
     altered
 }

@@ -4,10 +4,11 @@
 //! - [`core`]: the actor and its state, one function call per step, and the step observer.
 //! - [`event_loop`]: sockets, timers, group commit and sending.
 //! - [`storage`]: the checksummed snapshot and log on disk.
+//! - [`auth`]: signing every datagram and checking what arrives (keys, credentials, replays).
 //! - [`identity`]: which cluster and replica a data directory belongs to, and whether it is
 //!   new or lost its state.
 //! - [`peers`]: ids to addresses, and whose datagrams to believe.
-//! - [`timers`], [`random`], [`counters`]: small parts of the loop.
+//! - [`timers`], [`random`], [`counters`], [`bounded`]: small parts of the loop.
 //! - [`faults`]: injected loss, duplication, delay and partitions, for tests.
 //! - [`seeded`]: deliberate runtime bugs that trace conformance must catch (test-only).
 //!
@@ -23,6 +24,8 @@
 //!
 //! [`Actor`]: stateright::actor::Actor
 
+pub mod auth;
+pub mod bounded;
 pub mod core;
 pub mod counters;
 pub mod event_loop;
@@ -35,6 +38,7 @@ pub mod storage;
 pub mod timers;
 
 pub use self::core::{Core, DigestFn, Input, NoObserver, StepObserver, Stepper};
+pub use auth::{Auth, Credential, Key, Keyring, Role};
 pub use counters::Counters;
 pub use event_loop::{Hooks, NoHooks, Runtime, RuntimeError, StatusFn, Stopped};
 pub use faults::{NetworkFaults, Partition};

@@ -13,8 +13,9 @@
 //! [`FIRST_LOGICAL_CLIENT_ID`]: the model indexes actors by id, so a traced run whose ids are
 //! dense replays in the model without translating a single id.
 
+use super::bounded::FifoMap;
 use stateright::actor::Id;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// Randomly chosen client ids start here.
@@ -69,9 +70,8 @@ impl Admitted {
 #[derive(Debug, Clone)]
 pub struct AddressBook {
     replicas: BTreeMap<Id, SocketAddr>,
-    clients: HashMap<Id, SocketAddr>,
-    /// Client ids in the order they were first seen, for eviction.
-    client_order: VecDeque<Id>,
+    /// Where each client was last heard from; the client first seen longest ago is forgotten.
+    clients: FifoMap<Id, SocketAddr>,
 }
 
 impl AddressBook {
@@ -79,8 +79,7 @@ impl AddressBook {
     pub fn new(replicas: BTreeMap<Id, SocketAddr>) -> Self {
         Self {
             replicas,
-            clients: HashMap::new(),
-            client_order: VecDeque::new(),
+            clients: FifoMap::new(MAX_CLIENT_ADDRESSES),
         }
     }
 
@@ -118,18 +117,7 @@ impl AddressBook {
             return false;
         }
         let id = id_of_wire(client);
-        match self.clients.insert(id, address) {
-            Some(previous) => previous != address,
-            None => {
-                self.client_order.push_back(id);
-                while self.client_order.len() > MAX_CLIENT_ADDRESSES {
-                    if let Some(oldest) = self.client_order.pop_front() {
-                        self.clients.remove(&oldest);
-                    }
-                }
-                true
-            }
-        }
+        self.clients.insert(id, address) != Some(address)
     }
 }
 

@@ -777,6 +777,7 @@ impl Generations {
                 continue;
             }
             let ours = name == IDENTITY_FILE
+                || name == super::auth::boot::BOOT_FILE
                 || name == "lock"
                 || name == "lost+found"
                 || name.starts_with('.')
