@@ -20,7 +20,19 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// The configuration of a cluster on `ports`, with keys made by `smr new-key` in `dir/keys`
+/// and named relative to the file, as an operator does.
 fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
+    let keys = dir.join("keys");
+    if !keys.exists() {
+        std::fs::create_dir(&keys).unwrap();
+        let made = Command::new(SMR)
+            .arg("new-key")
+            .args(["cluster.key", "client.key", "admin.key"].map(|k| keys.join(k)))
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+    }
     let mut text = format!("cluster = \"processes-{}\"\n", ports[0]);
     text.push_str("[timing]\nelection_timeout_ms = [150, 300]\nheartbeat_interval_ms = 30\n");
     for (id, port) in ports.iter().enumerate() {
@@ -28,6 +40,7 @@ fn write_config(dir: &Path, ports: &[u16]) -> PathBuf {
             "[[replica]]\nid = {id}\naddress = \"127.0.0.1:{port}\"\n"
         ));
     }
+    text.push_str(&smr::deploy::config::security_section(Path::new("keys")));
     let path = dir.join("cluster.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -119,8 +132,12 @@ fn bad_configurations_are_refused_with_a_message_that_says_what_is_wrong() {
             "same address",
         ),
         (
-            "cluster = \"x\"\n[[replica]]\nid = 1\naddress = \"127.0.0.1:1\"\n",
+            "cluster = \"x\"\n[[replica]]\nid = 1\naddress = \"127.0.0.1:1\"\n[security]\ninsecure = true\n",
             "replica id 0 is not in the configuration",
+        ),
+        (
+            "cluster = \"x\"\n[[replica]]\nid = 0\naddress = \"127.0.0.1:1\"\n",
+            "no [security] section",
         ),
     ];
     for (text, expected) in cases {
@@ -140,9 +157,33 @@ fn bad_configurations_are_refused_with_a_message_that_says_what_is_wrong() {
         );
     }
 
-    // No replica running: the client gives up at its deadline with a clear error.
+    // A key file that is missing, or that others can read: the replica does not start, and
+    // says which file and what to do.
     let ports = free_ports(3);
     let config = write_config(dir.path(), &ports);
+    let cluster_key = dir.path().join("keys").join("cluster.key");
+    std::fs::rename(&cluster_key, dir.path().join("aside.key")).unwrap();
+    let output = run(&config, "0");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cluster.key") && stderr(&output).contains("smr new-key"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::rename(dir.path().join("aside.key"), &cluster_key).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let open = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&cluster_key, open).unwrap();
+        let output = run(&config, "0");
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(&cluster_key, private).unwrap();
+    }
+
+    // No replica running: the client gives up at its deadline with a clear error.
     let started = Instant::now();
     let output = Command::new(SMR)
         .arg("--config")

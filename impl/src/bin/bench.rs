@@ -98,9 +98,15 @@ struct Arguments {
     insecure: bool,
     /// A thread of this process sends this many forged datagrams per second to replica 0
     /// (signed with the wrong key, under the fingerprints of the real ones, so that each costs
-    /// the replica its hash): honest clients' throughput under a flood.
+    /// the replica its hash; half of them 80 bytes, half 1,300): honest clients' throughput
+    /// under a flood.
     #[arg(long)]
     flood: Option<u64>,
+    /// With --flood: send datagrams of the same sizes that are not ours at all (wrong magic),
+    /// which a replica drops before any hash: the difference to a forged flood is the cost of
+    /// the check itself.
+    #[arg(long, requires = "flood")]
+    flood_garbage: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -226,7 +232,7 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     let clients_trace = sink("clients")?;
     let flood = arguments
         .flood
-        .map(|rate| flood::start(&cluster, rate))
+        .map(|rate| flood::start(&cluster, rate, arguments.flood_garbage))
         .transpose()?;
     let report = load.block_on(drive(
         arguments.clone(),
@@ -262,11 +268,13 @@ fn run(arguments: Arguments) -> Result<(), Box<dyn std::error::Error>> {
     }
     print_report(&arguments, &cluster, &report, &statuses);
     if let Some((sent, seconds)) = flooded {
-        let dropped = statuses
-            .get(&Id::from(0))
-            .map(|s| s.counters.bad_tag + s.counters.unknown_key);
+        let dropped = statuses.get(&Id::from(0)).map(|s| {
+            let c = &s.counters;
+            c.bad_tag + c.unknown_key + c.malformed
+        });
         println!(
-            "flood: {sent} forged datagrams sent to replica 0 in {seconds:.1} s ({:.0}/s); replica 0 dropped {} as forged",
+            "flood: {sent} {} datagrams sent to replica 0 in {seconds:.1} s ({:.0}/s); replica 0 dropped {} as forged or malformed",
+            if arguments.flood_garbage { "garbage" } else { "forged" },
             sent as f64 / seconds.max(1e-9),
             dropped.map_or("(no status)".to_string(), |d| d.to_string())
         );
@@ -668,7 +676,11 @@ mod flood {
     /// Starts sending `rate` forged datagrams per second to replica 0: protocol messages that
     /// claim to come from replica 1 and from clients, each under the fingerprint of a key the
     /// cluster uses (an attacker sees fingerprints on the wire) but signed with another key.
-    pub fn start(cluster: &Cluster, rate: u64) -> Result<Flood, Box<dyn std::error::Error>> {
+    pub fn start(
+        cluster: &Cluster,
+        rate: u64,
+        garbage: bool,
+    ) -> Result<Flood, Box<dyn std::error::Error>> {
         let target = *cluster.members.values().next().ok_or("no replicas")?;
         let real = match cluster.replica_keyring()? {
             Keyring::Replica {
@@ -694,8 +706,19 @@ mod flood {
         let mut frames = Vec::new();
         for (n, sender) in [1u64, 64, 65, 1 << 32].into_iter().enumerate() {
             let mut buffer = Vec::new();
-            let msg = Msg::Nack {
-                ballot: Default::default(),
+            // Small and large: a forged datagram costs the hash of its length.
+            let msg = if n % 2 == 0 {
+                Msg::Nack {
+                    ballot: Default::default(),
+                }
+            } else {
+                Msg::Snapshot {
+                    slot: 1,
+                    digest: 1,
+                    total: 1,
+                    offset: 0,
+                    bytes: vec![0x5a; 1200],
+                }
             };
             auth.frame(
                 Header::new(FrameKind::Protocol, cluster.id, sender, 0),
@@ -705,6 +728,9 @@ mod flood {
             .map_err(|e| e.to_string())?;
             let key = real[n % real.len()];
             buffer[30..34].copy_from_slice(&key.to_le_bytes());
+            if garbage {
+                buffer[0] = b'X';
+            }
             frames.push(buffer);
         }
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;

@@ -651,9 +651,12 @@ where
                 Ok(_) => self.counters.unknown_sender += 1,
                 Err(error) => self.count_drop(&error, from),
             },
-            // Only a replica refuses, and only to a client.
+            // Only a replica refuses, and only a client (an actor without storage) listens.
             FrameKind::Refusal => match codec::decode_body::<Refusal>(datagram) {
-                Ok(refusal) if proven == Proven::Replica || proven == Proven::Unchecked => {
+                Ok(refusal)
+                    if self.store.is_none()
+                        && matches!(proven, Proven::Replica | Proven::Unchecked) =>
+                {
                     tracing::error!(%from, reason = %refusal.reason, "the cluster refused this request");
                     self.refused = Some(refusal.reason);
                 }
