@@ -413,3 +413,79 @@ async fn a_cluster_key_is_rotated_one_replica_at_a_time_while_clients_work() {
         })
         .await;
 }
+
+/// Every one-byte change, truncation and extension of a client's signed request, and random
+/// bodies under its header.
+fn mutations(original: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for at in 0..original.len() {
+        for flip in [0x01u8, 0x80, 0x5a] {
+            let mut changed = original.to_vec();
+            changed[at] ^= flip;
+            out.push(changed);
+        }
+        out.push(original[..at].to_vec());
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..64 {
+        let mut random = original[..codec::HEADER_BYTES].to_vec();
+        for _ in 0..(original.len() - codec::HEADER_BYTES) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            random.push(x as u8);
+        }
+        out.push(random);
+        let mut longer = original.to_vec();
+        longer.push(x as u8);
+        out.push(longer);
+    }
+    out
+}
+
+/// The defect this issue reported: mutated client datagrams decoded as valid requests and
+/// were executed. A request that was signed but never sent, mutated in every way above, is
+/// flooded at the leader; with authentication nothing of it is executed, and every datagram
+/// is dropped and counted. The same flood at an insecure cluster does write keys that no
+/// client wrote: the check is not vacuous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_client_datagrams_are_never_executed() {
+    for insecure in [false, true] {
+        let cluster = TestCluster::start_with(
+            3,
+            e2e::ClusterOptions {
+                insecure,
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut auth = client_auth(cluster.keyring(Want::Credential(0)));
+        let me = client_id_of(0, FIRST_CLIENT_ID + 99);
+        let captured = request(&mut auth, cluster.cluster.id, me, 1, put("captured", "v"));
+        let flood = mutations(&captured);
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let leader = cluster.cluster.members[&Id::from(0)];
+        for (n, datagram) in flood.iter().enumerate() {
+            socket.send_to(datagram, leader).await.unwrap();
+            if n % 32 == 31 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let statuses = cluster.status().await;
+        let leader_status = &statuses[&Id::from(0)];
+        let keys = leader_status.status.as_ref().unwrap().keys;
+        if insecure {
+            assert!(keys > 0, "the insecure cluster executed nothing mutated");
+            continue;
+        }
+        assert_eq!(keys, 0, "a mutated request was executed");
+        let c = &leader_status.counters;
+        let dropped = c.dropped_incoming();
+        assert_eq!(
+            dropped,
+            flood.len() as u64,
+            "every mutated datagram is dropped and counted: {c:?}"
+        );
+    }
+}
